@@ -1,0 +1,54 @@
+# smlocal: the two commands the README promises, and the steps they are made of.
+# Every target installs what it needs and is safe to run again.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.smlocal-installed
+SKLEARN_MODEL := containers/sklearn/build/model.tar.gz
+SKLEARN_IMAGE := smlocal/sklearn-iris:latest
+
+.PHONY: help demo test venv docker base-image sklearn-image fixtures lint unit integration
+
+help: ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+demo: venv docker sklearn-image ## train, build, serve and invoke the reference sklearn container
+	$(BIN)/python scripts/demo.py
+
+test: venv docker sklearn-image fixtures ## lint, type-check and run every test (Docker ones included)
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest -q
+
+lint: venv ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: venv ## the fast tests only (no Docker)
+	$(BIN)/pytest -q tests/unit
+
+venv: $(STAMP) ## .venv with pinned dependencies and smlocal itself
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "smlocal needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+docker: ## a running Docker engine (installs Debian's docker.io when absent)
+	@bash scripts/ensure-docker.sh
+
+base-image: docker ## python:3.11-slim, or a local stand-in when no registry answers
+	@bash scripts/ensure-base-image.sh
+
+$(SKLEARN_MODEL): venv containers/sklearn/train.py
+	$(BIN)/python containers/sklearn/train.py --out $(SKLEARN_MODEL)
+
+sklearn-image: base-image $(SKLEARN_MODEL) ## the reference image smlocal/sklearn-iris:latest
+	@bash scripts/build-image.sh containers/sklearn $(SKLEARN_IMAGE)
+
+fixtures: base-image ## the deliberately broken fixture images the tests use
+	@bash scripts/build-fixtures.sh

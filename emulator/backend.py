@@ -1,0 +1,84 @@
+"""The ``ContainerBackend`` protocol: what the emulator needs from a container engine.
+
+The real implementation is :mod:`emulator.docker_backend`; unit tests use an in-memory fake.
+Methods are blocking (the Docker SDK is); async callers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+__all__ = [
+    "LABEL_ENDPOINT",
+    "LABEL_INSTANCE",
+    "LABEL_SESSION",
+    "LABEL_VARIANT",
+    "ContainerBackend",
+    "ContainerRun",
+    "ContainerState",
+    "RunningContainer",
+]
+
+# Everything smlocal starts carries these labels, so stop/cleanup find exactly what it made.
+LABEL_ENDPOINT = "smlocal.endpoint"
+LABEL_SESSION = "smlocal.session"
+LABEL_VARIANT = "smlocal.variant"
+LABEL_INSTANCE = "smlocal.instance"
+
+CONTAINER_PORT = 8080
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """How to start one model container, SageMaker style."""
+
+    image: str
+    name: str
+    model_dir: Path | None
+    env: Mapping[str, str]
+    cpus: float
+    memory_bytes: int
+    labels: Mapping[str, str]
+    command: tuple[str, ...] = ("serve",)
+    host_ip: str = "127.0.0.1"
+    network_disabled: bool = False
+    extra_mounts: Mapping[Path, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunningContainer:
+    """A started container and the addresses its port 8080 answers on."""
+
+    id: str
+    name: str
+    published: tuple[str, int]
+    # The container's own bridge address: skips Docker's userland proxy where the host can
+    # route to it (Linux); absent or unreachable on Docker Desktop.
+    direct: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    running: bool
+    exit_code: int | None
+    oom_killed: bool
+    error: str = ""
+
+
+class ContainerBackend(Protocol):
+    def start(self, run: ContainerRun) -> RunningContainer: ...
+
+    def state(self, container_id: str) -> ContainerState: ...
+
+    def logs(self, container_id: str, tail: int = 50) -> str: ...
+
+    def follow_logs(self, container_id: str) -> Iterator[bytes]: ...
+
+    def stop(self, container_id: str, timeout_s: float = 30.0) -> None: ...
+
+    def remove(self, container_id: str) -> None: ...
+
+    def find(self, labels: Mapping[str, str]) -> list[str]: ...

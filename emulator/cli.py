@@ -1,0 +1,452 @@
+"""The ``smlocal`` command line: parses, delegates, prints. Nothing else lives here.
+
+Each command imports what it needs when it runs, so ``smlocal --help`` stays fast. Errors
+raised on purpose (:class:`emulator.errors.SmlocalError`) become one message and an exit
+code; a traceback means a bug in smlocal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from emulator.server import ServeResult
+    from emulator.spec import EndpointSpec
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="smlocal",
+    help=(
+        "Run, test and load-test Amazon SageMaker bring-your-own-container inference images "
+        "locally, exactly as SageMaker hosting runs them."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EXIT_FAILED = 1
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def _parse_env(pairs: list[str], env_file: Path | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    if env_file is not None:
+        try:
+            lines = env_file.read_text().splitlines()
+        except OSError as error:
+            _fail(f"cannot read --env-file {env_file}: {error.strerror}", 2)
+        for number, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.removeprefix("export ").partition("=")
+            if not sep:
+                _fail(f"{env_file}:{number}: expected KEY=VALUE, got {line!r}", 2)
+            env[key.strip()] = value.strip().strip("'\"")
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            _fail(f"--env expects KEY=VALUE, got {pair!r}", 2)
+        env[key] = value
+    return env
+
+
+def _default_name(image: str) -> str:
+    base = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    cleaned = "".join(c if c.isalnum() else "-" for c in base).strip("-")
+    while "--" in cleaned:
+        cleaned = cleaned.replace("--", "-")
+    return (cleaned or "endpoint")[:63].strip("-")
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, markup=False)],
+    )
+
+
+class _ConsoleSink:
+    """Prints container logs and status changes for a foreground ``serve``."""
+
+    def __init__(self, show_logs: bool) -> None:
+        self.show_logs = show_logs
+
+    def container_log(self, source: str, line: str) -> None:
+        if self.show_logs:
+            out.print(f"[dim]{escape(source)} |[/] {escape(line)}", soft_wrap=True)
+
+    def status(self, endpoint: str, status: str, detail: str) -> None:
+        colour = {"InService": "green", "Failed": "red"}.get(status, "yellow")
+        err.print(f"[bold]{escape(endpoint)}[/]: [{colour}]{status}[/] [dim]{escape(detail)}[/]")
+
+
+def _print_metrics(result: ServeResult) -> None:
+    from rich.table import Table
+
+    if result.metrics is None or not result.metrics.variants:
+        return
+    table = Table(title=f"metrics for {result.metrics.endpoint}", title_justify="left")
+    for column in ("variant", "invocations", "4xx", "5xx", "model p50 µs", "overhead p50 µs"):
+        table.add_column(column, justify="right" if column != "variant" else "left")
+    for name, values in result.metrics.variants.items():
+        table.add_row(
+            name,
+            str(values.invocations),
+            str(values.invocation_4xx_errors),
+            str(values.invocation_5xx_errors),
+            f"{values.model_latency.quantile(0.5):.0f}",
+            f"{values.overhead_latency.quantile(0.5):.0f}",
+        )
+    err.print(table)
+
+
+def _build_spec(
+    image: str,
+    model: str | None,
+    name: str | None,
+    env: dict[str, str],
+    instance_type: str,
+    instance_count: int,
+    startup_timeout: float,
+    invocation_timeout: float,
+) -> EndpointSpec:
+    from emulator.spec import build_spec
+
+    return build_spec(
+        name=name or _default_name(image),
+        variants=[
+            {
+                "image": image,
+                "model": model,
+                "env": env,
+                "instance_type": instance_type,
+                "instance_count": instance_count,
+            }
+        ],
+        startup_timeout_s=startup_timeout,
+        invocation_timeout_s=invocation_timeout,
+    )
+
+
+@app.command()
+def serve(
+    image: Annotated[str, typer.Argument(help="The inference image, e.g. smlocal/sklearn-iris:latest.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="model.tar.gz, a directory, or s3://bucket/key.tar.gz (or s3://bucket/prefix/); "
+            "mounted READ-ONLY at /opt/ml/model.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Endpoint name (default: from the image name).")
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the container (repeat).")
+    ] = None,
+    env_file: Annotated[
+        Path | None, typer.Option(help="File of KEY=VALUE lines for the container.")
+    ] = None,
+    instance_type: Annotated[
+        str, typer.Option(help="SageMaker instance type; sets the container's CPU and memory.")
+    ] = "ml.m5.large",
+    instance_count: Annotated[
+        int, typer.Option(min=1, max=20, help="Containers behind round-robin.")
+    ] = 1,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Runtime API port (0: any free).")] = 8080,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Only change it if you mean to share it.")
+    ] = "127.0.0.1",
+    startup_timeout: Annotated[
+        float, typer.Option(help="Seconds for the first good /ping (SageMaker: 60-3600).")
+    ] = 480,
+    invocation_timeout: Annotated[
+        float, typer.Option(help="Seconds a container has to answer an invocation.")
+    ] = 60,
+    ping_interval: Annotated[
+        float, typer.Option(help="Seconds between health checks once InService.")
+    ] = 5.0,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Return once InService; stop with `smlocal stop`.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo container logs.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail.")] = False,
+) -> None:
+    """Serve IMAGE exactly as SageMaker hosting would, behind the real SageMaker Runtime API.
+
+    The model is staged at /opt/ml/model (read-only), the container runs as `IMAGE serve` with
+    the instance type's CPU and memory, and the endpoint goes InService once /ping answers 200
+    within 2 s. Call it with boto3 or the AWS CLI (`--endpoint-url http://127.0.0.1:8080`), curl
+    (`/endpoints/NAME/invocations`, or plainly `/invocations`) or `smlocal invoke NAME`.
+
+    Example: smlocal serve smlocal/sklearn-iris:latest --model containers/sklearn/build/model.tar.gz
+    """
+    from emulator.errors import SmlocalError
+
+    _setup_logging(verbose)
+    environment = _parse_env(env or [], env_file)
+    try:
+        spec = _build_spec(
+            image, model, name, environment, instance_type, instance_count,
+            startup_timeout, invocation_timeout,
+        )
+        if detach:
+            _serve_detached(spec.name, port)
+            return
+        result = _serve_foreground(spec, host, port, ping_interval, show_logs=not quiet)
+    except SmlocalError as error:
+        _fail(str(error), error.exit_code)
+    if result.status == "Failed":
+        if result.failure_logs.strip():
+            err.print("[bold]last container log lines:[/]")
+            err.print(escape(result.failure_logs.rstrip()), soft_wrap=True)
+        _fail(f"endpoint {spec.name} failed: {result.failure_reason}", EXIT_FAILED)
+    _print_metrics(result)
+
+
+def _serve_foreground(
+    spec: EndpointSpec, host: str, port: int, ping_interval: float, *, show_logs: bool
+) -> ServeResult:
+    import asyncio
+
+    from emulator.docker_backend import DockerBackend
+    from emulator.endpoint import MonitorSettings
+    from emulator.server import ServeOptions, bind_socket
+    from emulator.server import serve as run_server
+
+    backend = DockerBackend()
+    for variant in spec.variants:
+        backend.image_info(variant.image)
+    settings = MonitorSettings(
+        ping_interval_s=ping_interval, host_cpus=backend.host_cpus(), host_ip="127.0.0.1"
+    )
+    options = ServeOptions(host=host, port=port, settings=settings)
+    sock = bind_socket(host, port)
+    return asyncio.run(run_server(spec, backend, _ConsoleSink(show_logs), options, sock=sock))
+
+
+def _serve_detached(name: str, port: int) -> None:
+    """Re-run this same command in the background and wait for InService or Failed."""
+    from emulator.state import StateDir
+
+    state = StateDir()
+    existing = state.read(name)
+    if existing is not None:
+        _fail(f"endpoint {name} is already running at {existing.url} (pid {existing.pid})", 2)
+    args = [a for a in sys.argv[1:] if a not in ("--detach", "-d")]
+    log_path = state.log_file(name)
+    with log_path.open("ab") as log_out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "emulator.cli", *args, "--quiet"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_out,
+            stderr=log_out,
+            start_new_session=True,
+        )
+    err.print(f"[bold]{escape(name)}[/]: starting in the background (pid {child.pid}) ...")
+    while True:
+        code = child.poll()
+        record = state.read(name, include_dead=True)
+        if record is not None and record.pid == child.pid:
+            if record.status == "InService":
+                out.print(record.url)
+                err.print(
+                    f"[bold]{escape(name)}[/]: [green]InService[/] at {record.url} — "
+                    f"`smlocal invoke {name} ...`, `smlocal stop {name}`; log: {record.log_file}"
+                )
+                return
+            if record.status == "Failed":
+                child.wait(timeout=60)
+                _fail(f"endpoint {name} failed: {record.failure_reason}; log: {record.log_file}")
+        if code is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            err.print(escape("\n".join(tail)))
+            _fail(f"endpoint {name} exited with code {code} before InService; log: {log_path}")
+        time.sleep(0.1)
+
+
+@app.command()
+def invoke(
+    name: Annotated[str, typer.Argument(help="Endpoint name (see `smlocal ps`).")],
+    body: Annotated[
+        str, typer.Option("--body", "-b", help="Request body, inline or @file (e.g. @payload.json).")
+    ],
+    content_type: Annotated[str, typer.Option(help="Content-Type of the body.")] = "application/json",
+    accept: Annotated[str | None, typer.Option(help="Accept header.")] = None,
+    custom_attributes: Annotated[
+        str | None, typer.Option(help="X-Amzn-SageMaker-Custom-Attributes, passed verbatim.")
+    ] = None,
+    target_variant: Annotated[str | None, typer.Option(help="Send to this variant only.")] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(help="Runtime API URL (default: the URL of the running endpoint NAME)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the answer body to this file.")
+    ] = None,
+) -> None:
+    """Invoke an endpoint through the SageMaker Runtime API (boto3) and print the answer."""
+    import boto3
+    import botocore.exceptions
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    from emulator.state import StateDir
+
+    if endpoint_url is None:
+        record = StateDir().read(name)
+        if record is None:
+            _fail(f"no running endpoint named {name}; start one with `smlocal serve` or pass --endpoint-url")
+        endpoint_url = record.url
+    if body.startswith("@"):
+        try:
+            payload = Path(body[1:]).read_bytes()
+        except OSError as error:
+            _fail(f"cannot read body file {body[1:]}: {error.strerror}", 2)
+    else:
+        payload = body.encode()
+    client = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=endpoint_url,
+        region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}),
+    )
+    params: dict[str, str | bytes] = {"EndpointName": name, "Body": payload, "ContentType": content_type}
+    if accept:
+        params["Accept"] = accept
+    if custom_attributes:
+        params["CustomAttributes"] = custom_attributes
+    if target_variant:
+        params["TargetVariant"] = target_variant
+    try:
+        response = client.invoke_endpoint(**params)  # type: ignore[arg-type]
+    except botocore.exceptions.ClientError as error:
+        info = error.response.get("Error", {})
+        err.print(f"[bold red]{escape(str(info.get('Code')))}[/]: {escape(str(info.get('Message')))}")
+        original = error.response.get("OriginalStatusCode")
+        if original is not None:
+            err.print(f"container status: {original}")
+        raise typer.Exit(EXIT_FAILED) from None
+    except botocore.exceptions.EndpointConnectionError:
+        _fail(f"nothing answers at {endpoint_url}; is the endpoint running? (`smlocal ps`)")
+    answer = response["Body"].read()
+    if output is not None:
+        output.write_bytes(answer)
+        err.print(f"wrote {len(answer)} bytes to {output}")
+        return
+    text = answer.decode(errors="replace")
+    if response.get("ContentType", "").startswith("application/json"):
+        try:
+            text = json.dumps(json.loads(text), indent=2)
+        except ValueError:
+            pass
+    out.print(escape(text), soft_wrap=True)
+    err.print(
+        f"[dim]variant {response.get('InvokedProductionVariant')} · "
+        f"{response.get('ContentType')}[/]"
+    )
+
+
+@app.command()
+def ps() -> None:
+    """List running endpoints."""
+    from rich.table import Table
+
+    from emulator.state import StateDir
+
+    records = StateDir().all()
+    if not records:
+        err.print("no endpoints are running")
+        return
+    table = Table()
+    for column in ("name", "status", "url", "image", "pid", "up"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            r.name, r.status, r.url, r.image, str(r.pid), f"{time.time() - r.started_at:.0f}s"
+        )
+    out.print(table)
+
+
+@app.command()
+def stop(
+    names: Annotated[list[str] | None, typer.Argument(help="Endpoint names.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Stop every running endpoint.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each to stop.")] = 45.0,
+) -> None:
+    """Stop detached endpoints (containers get SIGTERM, then SIGKILL after 30 s)."""
+    from emulator.state import StateDir
+
+    state = StateDir()
+    records = state.all() if all_ else [state.read(n) for n in names or []]
+    if not names and not all_:
+        _fail("name an endpoint, or pass --all", 2)
+    missing = [n for n, r in zip(names or [], records, strict=False) if r is None]
+    for record in records:
+        if record is None:
+            continue
+        os.kill(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while record.alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if record.alive:
+            _fail(f"endpoint {record.name} (pid {record.pid}) did not stop within {timeout:g} s")
+        err.print(f"[bold]{escape(record.name)}[/]: stopped")
+    if missing:
+        _fail(f"no running endpoint named {', '.join(missing)}")
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="Endpoint name.")],
+    tail: Annotated[int, typer.Option(help="Lines from the end.")] = 100,
+) -> None:
+    """Print an endpoint's container log (kept after it stops)."""
+    from emulator.state import StateDir
+
+    path = StateDir().log_file(name)
+    if not path.exists():
+        _fail(f"no log for endpoint {name} at {path}")
+    lines = path.read_text(errors="replace").splitlines()
+    out.print(escape("\n".join(lines[-tail:])), soft_wrap=True)
+
+
+def main() -> None:
+    from emulator.errors import SmlocalError
+
+    try:
+        app()
+    except SmlocalError as error:
+        err.print(f"[bold red]error:[/] {escape(str(error))}")
+        sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The Docker implementation of :class:`emulator.backend.ContainerBackend` (docker SDK).
+
+Owns every call to the Docker engine: starting a model container with SageMaker's shape
+(``IMAGE serve``, model read-only at /opt/ml/model, CPU and memory limits, no privileges,
+port 8080 published on the loopback address), reading its state and logs, and stopping it
+the way SageMaker does (SIGTERM, then SIGKILL after the grace period).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import docker
+import docker.errors
+
+from emulator.backend import (
+    CONTAINER_PORT,
+    ContainerRun,
+    ContainerState,
+    RunningContainer,
+)
+from emulator.errors import BackendError, ImageNotFoundError
+
+__all__ = ["DockerBackend"]
+
+log = logging.getLogger(__name__)
+MODEL_DIR = "/opt/ml/model"
+
+
+class DockerBackend:
+    def __init__(self, client: Any | None = None) -> None:
+        self._client_override = client
+        self._client_cached: Any | None = None
+
+    @property
+    def _client(self) -> Any:
+        if self._client_override is not None:
+            return self._client_override
+        if self._client_cached is None:
+            try:
+                self._client_cached = docker.from_env()
+                self._client_cached.ping()
+            except docker.errors.DockerException as error:
+                raise BackendError(
+                    "cannot reach a Docker engine "
+                    f"({error.__class__.__name__}: {error}). Start Docker (on Debian as root: "
+                    "`bash scripts/ensure-docker.sh`) and check that `docker info` works."
+                ) from None
+        return self._client_cached
+
+    def host_cpus(self) -> int:
+        return int(self._client.info().get("NCPU", 1))
+
+    def image_exists(self, image: str) -> bool:
+        try:
+            self._client.images.get(image)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    def image_info(self, image: str) -> dict[str, Any]:
+        try:
+            attrs: dict[str, Any] = self._client.images.get(image).attrs
+        except docker.errors.ImageNotFound:
+            raise ImageNotFoundError(
+                f"image {image!r} is not in the local Docker engine; build or pull it first"
+            ) from None
+        return attrs
+
+    def start(self, run: ContainerRun) -> RunningContainer:
+        self.image_info(run.image)
+        volumes: dict[str, dict[str, str]] = {}
+        if run.model_dir is not None:
+            volumes[str(run.model_dir)] = {"bind": MODEL_DIR, "mode": "ro"}
+        for host_path, container_path in run.extra_mounts.items():
+            volumes[str(host_path)] = {"bind": container_path, "mode": "ro"}
+        options: dict[str, Any] = {
+            "command": list(run.command),
+            "name": run.name,
+            "environment": dict(run.env),
+            "volumes": volumes,
+            "labels": dict(run.labels),
+            "nano_cpus": int(run.cpus * 1e9),
+            "mem_limit": run.memory_bytes,
+            # No swap: an instance's memory is all a model gets, as on SageMaker.
+            "memswap_limit": run.memory_bytes,
+            "privileged": False,
+            "detach": True,
+        }
+        if run.network_disabled:
+            options["network_mode"] = "none"
+        else:
+            options["ports"] = {f"{CONTAINER_PORT}/tcp": (run.host_ip, None)}
+        try:
+            container = self._client.containers.run(run.image, **options)
+        except docker.errors.ImageNotFound:
+            raise ImageNotFoundError(f"image {run.image!r} not found") from None
+        except docker.errors.APIError as error:
+            raise BackendError(f"Docker refused to start {run.image!r}: {error.explanation}") from None
+        container.reload()
+        return RunningContainer(
+            id=container.id,
+            name=run.name,
+            published=self._published(container.attrs, run.host_ip),
+            direct=self._bridge(container.attrs),
+        )
+
+    @staticmethod
+    def _published(attrs: Mapping[str, Any], host_ip: str) -> tuple[str, int]:
+        bindings = (attrs["NetworkSettings"].get("Ports") or {}).get(f"{CONTAINER_PORT}/tcp")
+        if not bindings:
+            return (host_ip, 0)
+        return (host_ip, int(bindings[0]["HostPort"]))
+
+    @staticmethod
+    def _bridge(attrs: Mapping[str, Any]) -> tuple[str, int] | None:
+        for network in (attrs["NetworkSettings"].get("Networks") or {}).values():
+            if network.get("IPAddress"):
+                return (str(network["IPAddress"]), CONTAINER_PORT)
+        return None
+
+    def _container(self, container_id: str) -> Any:
+        try:
+            return self._client.containers.get(container_id)
+        except docker.errors.NotFound:
+            raise BackendError(f"container {container_id[:12]} no longer exists") from None
+
+    def state(self, container_id: str) -> ContainerState:
+        attrs = self._container(container_id).attrs["State"]
+        running = bool(attrs.get("Running"))
+        return ContainerState(
+            running=running,
+            exit_code=None if running else int(attrs.get("ExitCode", -1)),
+            oom_killed=bool(attrs.get("OOMKilled")),
+            error=str(attrs.get("Error") or ""),
+        )
+
+    def logs(self, container_id: str, tail: int = 50) -> str:
+        try:
+            raw: bytes = self._container(container_id).logs(tail=tail)
+        except BackendError:
+            return ""
+        return raw.decode(errors="replace")
+
+    def follow_logs(self, container_id: str) -> Iterator[bytes]:
+        stream: Iterator[bytes] = self._container(container_id).logs(stream=True, follow=True)
+        return stream
+
+    def stop(self, container_id: str, timeout_s: float = 30.0) -> None:
+        # docker stop = SIGTERM, then SIGKILL after the timeout: SageMaker's own sequence.
+        try:
+            self._container(container_id).stop(timeout=int(timeout_s))
+        except BackendError:
+            return
+        except docker.errors.APIError as error:
+            log.warning("stopping %s failed: %s", container_id[:12], error)
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self._container(container_id).remove(force=True)
+        except (BackendError, docker.errors.NotFound):
+            return
+        except docker.errors.APIError as error:
+            log.warning("removing %s failed: %s", container_id[:12], error)
+
+    def find(self, labels: Mapping[str, str]) -> list[str]:
+        filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
+        return [c.id for c in self._client.containers.list(all=True, filters=filters)]

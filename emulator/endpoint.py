@@ -1,0 +1,362 @@
+"""A running endpoint: its containers, their health, and which one serves each request.
+
+Owns the lifecycle SageMaker gives an endpoint — Creating, then InService or Failed, then
+Deleting — for every instance of every production variant: start the container, gate on
+/ping, stream its logs, keep pinging while in service, replace an instance that keeps failing,
+and stop everything with SIGTERM then SIGKILL after the grace period. Requests are spread by
+variant weight (or pinned with TargetVariant) and round-robin over a variant's healthy
+instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from emulator.aws_errors import AwsError, validation_error
+from emulator.backend import (
+    LABEL_ENDPOINT,
+    LABEL_INSTANCE,
+    LABEL_SESSION,
+    LABEL_VARIANT,
+    ContainerBackend,
+    ContainerRun,
+    RunningContainer,
+)
+from emulator.errors import EndpointFailedError
+from emulator.health import WaitStrategy, exit_message, ping, wait_until_healthy
+from emulator.metrics import EndpointMetrics
+from emulator.spec import EndpointSpec, VariantSpec
+
+if TYPE_CHECKING:
+    from emulator.artifacts import StagedModel
+
+__all__ = ["Endpoint", "EndpointStatus", "Instance", "LogSink", "MonitorSettings"]
+
+log = logging.getLogger(__name__)
+
+# (source "variant/instance", one line of container output)
+LogSink = Callable[[str, str], None]
+
+
+class EndpointStatus(enum.StrEnum):
+    CREATING = "Creating"
+    IN_SERVICE = "InService"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+    DELETED = "Deleted"
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Health checking once in service, and how the emulator places containers."""
+
+    ping_interval_s: float = 5.0
+    unhealthy_after: int = 3
+    stop_grace_s: float = 30.0
+    host_ip: str = "127.0.0.1"
+    # Call containers on their bridge address when the host can reach it (saves Docker's
+    # userland proxy hop); the published port is always the fallback.
+    prefer_direct: bool = True
+    host_cpus: int | None = None
+
+
+@dataclass
+class Instance:
+    variant: str
+    index: int
+    container: RunningContainer
+    address: tuple[str, int]
+    healthy: bool = True
+    failed_pings: int = 0
+    started_at: float = field(default_factory=time.time)
+    time_to_healthy_s: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant}/{self.index}"
+
+
+class Endpoint:
+    def __init__(
+        self,
+        spec: EndpointSpec,
+        backend: ContainerBackend,
+        models: Mapping[str, StagedModel | None],
+        *,
+        settings: MonitorSettings | None = None,
+        log_sink: LogSink | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.models = dict(models)
+        self.settings = settings or MonitorSettings()
+        self.session_id = session_id or uuid.uuid4().hex[:12]
+        self.status = EndpointStatus.CREATING
+        self.failure_reason = ""
+        self.metrics = EndpointMetrics(spec.name)
+        self.instances: dict[str, list[Instance]] = {v.name: [] for v in spec.variants}
+        self._log_sink = log_sink
+        self._round_robin = {v.name: itertools.count() for v in spec.variants}
+        self._next_index = {v.name: itertools.count() for v in spec.variants}
+        self._monitor: asyncio.Task[None] | None = None
+        self._replacing: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+        self.created_at = time.time()
+        self.in_service_at: float | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            # One keep-alive pool for pings and invocations; no total timeout here, each call
+            # sets its own.
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+                auto_decompress=False,
+            )
+        return self._http
+
+    async def start(self) -> None:
+        """Start every instance and wait for health. Raises EndpointFailedError (status Failed)."""
+        log.info("endpoint %s: Creating (%d variant(s))", self.spec.name, len(self.spec.variants))
+        starts = [
+            self._start_instance(variant)
+            for variant in self.spec.variants
+            for _ in range(variant.instance_count)
+        ]
+        results = await asyncio.gather(*starts, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            first = failures[0]
+            self.status = EndpointStatus.FAILED
+            self.failure_reason = str(first)
+            await self._stop_all()
+            if isinstance(first, EndpointFailedError):
+                raise first
+            raise EndpointFailedError(f"{first.__class__.__name__}: {first}") from first
+        self.status = EndpointStatus.IN_SERVICE
+        self.in_service_at = time.time()
+        log.info("endpoint %s: InService", self.spec.name)
+        self._monitor = asyncio.create_task(self._monitor_health(), name="health-monitor")
+
+    async def stop(self) -> None:
+        if self.status in (EndpointStatus.DELETING, EndpointStatus.DELETED):
+            return
+        self.status = EndpointStatus.DELETING
+        log.info("endpoint %s: Deleting", self.spec.name)
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        for task in list(self._replacing):
+            task.cancel()
+        await asyncio.gather(*self._replacing, return_exceptions=True)
+        await self._stop_all()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        self.status = EndpointStatus.DELETED
+
+    async def _stop_all(self) -> None:
+        instances = [i for group in self.instances.values() for i in group]
+        await asyncio.gather(*(self._retire(i) for i in instances))
+        for group in self.instances.values():
+            group.clear()
+
+    async def _retire(self, instance: Instance) -> None:
+        instance.healthy = False
+        await asyncio.to_thread(
+            self.backend.stop, instance.container.id, self.settings.stop_grace_s
+        )
+        await asyncio.to_thread(self.backend.remove, instance.container.id)
+
+    def _container_run(self, variant: VariantSpec, index: int) -> ContainerRun:
+        instance_type = variant.instance
+        cpus = float(instance_type.vcpus)
+        if self.settings.host_cpus is not None and cpus > self.settings.host_cpus:
+            log.warning(
+                "%s asks for %d vCPUs; this machine has %d, so the container gets %d",
+                instance_type.name,
+                instance_type.vcpus,
+                self.settings.host_cpus,
+                self.settings.host_cpus,
+            )
+            cpus = float(self.settings.host_cpus)
+        model = self.models.get(variant.name)
+        suffix = uuid.uuid4().hex[:6]
+        return ContainerRun(
+            image=variant.image,
+            name=f"smlocal-{self.spec.name}-{variant.name}-{index}-{suffix}".lower(),
+            model_dir=model.path if model else None,
+            env=dict(variant.env),
+            cpus=cpus,
+            memory_bytes=instance_type.memory_bytes,
+            labels={
+                LABEL_ENDPOINT: self.spec.name,
+                LABEL_SESSION: self.session_id,
+                LABEL_VARIANT: variant.name,
+                LABEL_INSTANCE: str(index),
+            },
+            host_ip=self.settings.host_ip,
+        )
+
+    async def _start_instance(self, variant: VariantSpec) -> Instance:
+        index = next(self._next_index[variant.name])
+        run = self._container_run(variant, index)
+        container = await asyncio.to_thread(self.backend.start, run)
+        label = f"{variant.name}/{index}"
+        self._follow_logs(container, label)
+        strategy = WaitStrategy(deadline_s=self.spec.startup_timeout_s)
+        try:
+            took = await wait_until_healthy(self.backend, container, strategy, self.http)
+        except BaseException:
+            await asyncio.to_thread(self.backend.stop, container.id, 0)
+            await asyncio.to_thread(self.backend.remove, container.id)
+            raise
+        address = await self._best_address(container)
+        instance = Instance(variant.name, index, container, address, time_to_healthy_s=took)
+        self.instances[variant.name].append(instance)
+        log.info("instance %s healthy after %.2f s at %s:%d", label, took, *address)
+        return instance
+
+    async def _best_address(self, container: RunningContainer) -> tuple[str, int]:
+        if self.settings.prefer_direct and container.direct is not None:
+            result = await ping(self.http, container.direct, timeout_s=0.25)
+            if result.ok:
+                return container.direct
+        return container.published
+
+    def _follow_logs(self, container: RunningContainer, label: str) -> None:
+        sink = self._log_sink
+        if sink is None:
+            return
+
+        def pump() -> None:
+            pending = b""
+            try:
+                for chunk in self.backend.follow_logs(container.id):
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        sink(label, line.decode(errors="replace").rstrip("\r"))
+            except Exception as error:  # the container is gone; nothing more to read
+                log.debug("log stream of %s ended: %s", label, error)
+            if pending:
+                sink(label, pending.decode(errors="replace"))
+
+        threading.Thread(target=pump, name=f"logs-{label}", daemon=True).start()
+
+    # ---- health while in service -------------------------------------------------------
+    async def _monitor_health(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ping_interval_s)
+            for group in self.instances.values():
+                for instance in list(group):
+                    if instance.healthy:
+                        await self._check(instance)
+
+    async def _check(self, instance: Instance) -> None:
+        result = await ping(self.http, instance.container.published)
+        if result.ok:
+            instance.failed_pings = 0
+            return
+        instance.failed_pings += 1
+        exited = await asyncio.to_thread(exit_message, self.backend, instance.container)
+        log.warning(
+            "instance %s failed a health check (%d in a row): %s",
+            instance.label,
+            instance.failed_pings,
+            exited or result.describe(),
+        )
+        if exited is None and instance.failed_pings < self.settings.unhealthy_after:
+            return
+        instance.healthy = False
+        log.error(
+            "instance %s is unhealthy (%s); replacing it, as SageMaker would",
+            instance.label,
+            exited or f"{instance.failed_pings} failed health checks",
+        )
+        task = asyncio.create_task(self._replace(instance), name=f"replace-{instance.label}")
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def _replace(self, old: Instance) -> None:
+        variant = self.spec.variant(old.variant)
+        assert variant is not None
+        try:
+            new = await self._start_instance(variant)
+            log.info("instance %s replaced by %s", old.label, new.label)
+        except EndpointFailedError as error:
+            log.error("replacement for %s failed: %s", old.label, error)
+        finally:
+            group = self.instances[old.variant]
+            if old in group:
+                group.remove(old)
+            await self._retire(old)
+
+    # ---- routing -----------------------------------------------------------------------
+    def choose(self, target_variant: str | None = None) -> Instance:
+        """The instance that serves the next request. Raises AwsError when none can."""
+        if target_variant is not None:
+            if self.spec.variant(target_variant) is None:
+                raise validation_error(
+                    f"The variant {target_variant} is not present on endpoint {self.spec.name}."
+                )
+            variant_name = target_variant
+        else:
+            candidates = [
+                v for v in self.spec.variants if v.weight > 0 and self._healthy(v.name)
+            ]
+            if not candidates:
+                raise _no_capacity(self.spec.name)
+            if len(candidates) == 1:
+                variant_name = candidates[0].name
+            else:
+                weights = [v.weight for v in candidates]
+                variant_name = random.choices(candidates, weights)[0].name  # noqa: S311
+        healthy = self._healthy(variant_name)
+        if not healthy:
+            raise _no_capacity(self.spec.name)
+        return healthy[next(self._round_robin[variant_name]) % len(healthy)]
+
+    def _healthy(self, variant: str) -> list[Instance]:
+        return [i for i in self.instances[variant] if i.healthy]
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "EndpointName": self.spec.name,
+            "EndpointStatus": str(self.status),
+            "FailureReason": self.failure_reason or None,
+            "ProductionVariants": [
+                {
+                    "VariantName": v.name,
+                    "CurrentWeight": v.weight,
+                    "InstanceType": v.instance_type,
+                    "DesiredInstanceCount": v.instance_count,
+                    "CurrentInstanceCount": len(self._healthy(v.name)),
+                    "Image": v.image,
+                }
+                for v in self.spec.variants
+            ],
+        }
+
+
+def _no_capacity(endpoint: str) -> AwsError:
+    return AwsError(
+        "ServiceUnavailable",
+        f"Endpoint {endpoint} has no healthy instance to serve the request; see its log.",
+    )

@@ -1,0 +1,138 @@
+"""One InvokeEndpoint request carried to a container and its answer carried back.
+
+Owns the data-plane rules between the runtime API and ``POST /invocations``: the 60-second
+answer limit, the 6 MiB response limit, custom attributes both ways, and the mapping of a
+container's 4xx/5xx, silence or disconnect to SageMaker's ModelError (with
+OriginalStatusCode, OriginalMessage, LogStreamArn). Metrics are recorded per variant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from emulator.aws_errors import ACCOUNT_ID, REGION, model_error
+from emulator.endpoint import Endpoint, Instance
+from emulator.request_rules import invoke_rules
+
+__all__ = ["InvokeResult", "invoke"]
+
+CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
+_MESSAGE_PREVIEW = 1024
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    body: bytes
+    content_type: str
+    variant: str
+    custom_attributes: str
+
+
+def _log_stream_arn(endpoint: str, instance: Instance) -> str:
+    return (
+        f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
+        f":log-stream:{instance.variant}/{instance.container.name}"
+    )
+
+
+def _where(endpoint: str) -> str:
+    return f"See the smlocal log of endpoint {endpoint} (`smlocal logs {endpoint}`) for more information."
+
+
+async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first ``limit + 1`` bytes when it is larger than ``limit``."""
+    if response.content_length is not None and response.content_length <= limit:
+        return await response.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)
+
+
+async def invoke(
+    endpoint: Endpoint,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    target_variant: str | None = None,
+    received_at: float | None = None,
+) -> InvokeResult:
+    """Send one request to the next instance. Raises AwsError for anything but a 2xx answer.
+
+    ``received_at`` (``time.perf_counter()`` when the request arrived) makes OverheadLatency
+    include the runtime API's own work, as CloudWatch's does.
+    """
+    instance = endpoint.choose(target_variant)
+    name = endpoint.spec.name
+    timeout_s = endpoint.spec.invocation_timeout_s
+    max_bytes = invoke_rules().max_body_bytes
+    url = f"http://{instance.address[0]}:{instance.address[1]}/invocations"
+    metrics = endpoint.metrics.variant(instance.variant)
+    started = time.perf_counter()
+    arrived = received_at if received_at is not None else started
+    status: int | None = None
+    try:
+        async with endpoint.http.post(
+            url, data=body, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as response:
+            status = response.status
+            payload = await _read_limited(response, max_bytes)
+            model_done = time.perf_counter()
+            content_type = response.headers.get("Content-Type", "application/octet-stream")
+            attributes = response.headers.get(CUSTOM_ATTRIBUTES, "")
+    except TimeoutError:
+        elapsed = time.perf_counter() - started
+        metrics.record(status=None, model_us=int(elapsed * 1e6), total_us=int(elapsed * 1e6))
+        raise model_error(
+            f"Your invocation timed out while waiting for a response from container primary "
+            f"(no answer within {timeout_s:g} s). Review the latency metrics for each container, "
+            f"resolve the issue, and try again. {_where(name)}",
+            original_status=None,
+            original_message=None,
+            log_stream_arn=_log_stream_arn(name, instance),
+        ) from None
+    except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as error:
+        elapsed = time.perf_counter() - started
+        metrics.record(status=None, model_us=int(elapsed * 1e6), total_us=int(elapsed * 1e6))
+        raise model_error(
+            f"Received server error (0) from primary with message \"connection to the container "
+            f"failed: {error.__class__.__name__}: {error}\". {_where(name)}",
+            original_status=None,
+            original_message=None,
+            log_stream_arn=_log_stream_arn(name, instance),
+        ) from None
+    model_us = int((model_done - started) * 1e6)
+    if len(payload) > max_bytes:
+        metrics.record(status=None, model_us=model_us, total_us=model_us)
+        raise model_error(
+            f"Received server error (0) from primary with message \"the response body is larger "
+            f"than the {max_bytes}-byte limit\". {_where(name)}",
+            original_status=status,
+            original_message=None,
+            log_stream_arn=_log_stream_arn(name, instance),
+        )
+    if status >= 300:
+        text = payload.decode(errors="replace")
+        kind = "client" if 400 <= status < 500 else "server"
+        metrics.record(status=status, model_us=model_us, total_us=model_us)
+        error = model_error(
+            f'Received {kind} error ({status}) from primary with message "{text[:_MESSAGE_PREVIEW]}". '
+            f"{_where(name)}",
+            original_status=status,
+            original_message=text,
+            log_stream_arn=_log_stream_arn(name, instance),
+        )
+        raise error
+    result = InvokeResult(payload, content_type, instance.variant, attributes)
+    total_us = int((time.perf_counter() - arrived) * 1e6)
+    metrics.record(status=status, model_us=model_us, total_us=total_us)
+    return result

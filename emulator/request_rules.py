@@ -1,0 +1,163 @@
+"""InvokeEndpoint's input rules, read from botocore's own service model.
+
+Endpoint-name rules, which headers SageMaker forwards, their length and character limits and
+the 6 MiB body limit all come from ``sagemaker-runtime``'s model, so the emulator rejects
+exactly what the service would and a botocore upgrade carries new headers along. Violations
+become the ValidationError text AWS uses ("1 validation error detected: ...").
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import botocore.session
+
+from emulator.aws_errors import AwsError, validation_error
+
+__all__ = ["HeaderRule", "InvokeRules", "invoke_rules"]
+
+# Java regex classes used by AWS models that Python's `re` lacks.
+_JAVA_CLASSES = {
+    r"[\p{Print}]": r"[\x20-\x7e]",
+    r"[\p{ASCII}]": r"[\x00-\x7f]",
+    r"\p{ASCII}": r"[\x00-\x7f]",
+    r"\p{Print}": r"[\x20-\x7e]",
+    r"\z": r"\Z",
+}
+
+
+def _python_pattern(java_pattern: str) -> re.Pattern[str]:
+    for java, python in _JAVA_CLASSES.items():
+        java_pattern = java_pattern.replace(java, python)
+    return re.compile(java_pattern)
+
+
+@dataclass(frozen=True)
+class HeaderRule:
+    member: str
+    header: str
+    min_length: int
+    max_length: int | None
+    pattern: re.Pattern[str] | None
+    raw_pattern: str | None
+    sensitive: bool
+
+
+def _violation(member: str, value: str, rule: str, *, sensitive: bool) -> AwsError:
+    shown = "***" if sensitive else value
+    field_name = member[0].lower() + member[1:]
+    return validation_error(
+        f"1 validation error detected: Value '{shown}' at '{field_name}' "
+        f"failed to satisfy constraint: {rule}"
+    )
+
+
+def _check(
+    member: str,
+    value: str,
+    *,
+    min_length: int,
+    max_length: int | None,
+    pattern: re.Pattern[str] | None,
+    raw_pattern: str | None,
+    sensitive: bool,
+) -> None:
+    if len(value) < min_length:
+        raise _violation(
+            member,
+            value,
+            f"Member must have length greater than or equal to {min_length}",
+            sensitive=sensitive,
+        )
+    if max_length is not None and len(value) > max_length:
+        raise _violation(
+            member,
+            value,
+            f"Member must have length less than or equal to {max_length}",
+            sensitive=sensitive,
+        )
+    if pattern is not None and not pattern.fullmatch(value):
+        raise _violation(
+            member,
+            value,
+            f"Member must satisfy regular expression pattern: {raw_pattern}",
+            sensitive=sensitive,
+        )
+
+
+@dataclass(frozen=True)
+class InvokeRules:
+    """What InvokeEndpoint accepts, per botocore's model."""
+
+    endpoint_name_max: int
+    endpoint_name_pattern: re.Pattern[str]
+    endpoint_name_raw_pattern: str
+    max_body_bytes: int
+    headers: tuple[HeaderRule, ...]
+
+    def check_endpoint_name(self, name: str) -> None:
+        _check(
+            "EndpointName",
+            name,
+            min_length=1,
+            max_length=self.endpoint_name_max,
+            pattern=self.endpoint_name_pattern,
+            raw_pattern=self.endpoint_name_raw_pattern,
+            sensitive=False,
+        )
+
+    def forwarded_headers(self, request_headers: Mapping[str, str]) -> dict[str, str]:
+        """The modelled headers present in ``request_headers``, validated; others dropped.
+
+        Raises AwsError(ValidationError) on the first header that breaks its rule.
+        """
+        forwarded: dict[str, str] = {}
+        for rule in self.headers:
+            value = request_headers.get(rule.header)
+            if value is None:
+                continue
+            _check(
+                rule.member,
+                value,
+                min_length=rule.min_length,
+                max_length=rule.max_length,
+                pattern=rule.pattern,
+                raw_pattern=rule.raw_pattern,
+                sensitive=rule.sensitive,
+            )
+            forwarded[rule.header] = value
+        return forwarded
+
+
+@functools.cache
+def invoke_rules() -> InvokeRules:
+    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    shape = model.operation_model("InvokeEndpoint").input_shape
+    name_meta = shape.members["EndpointName"].metadata
+    headers = []
+    for member, member_shape in shape.members.items():
+        if member_shape.serialization.get("location") != "header":
+            continue
+        meta = member_shape.metadata
+        raw = meta.get("pattern")
+        headers.append(
+            HeaderRule(
+                member=member,
+                header=member_shape.serialization["name"].lower(),
+                min_length=int(meta.get("min", 0)),
+                max_length=int(meta["max"]) if "max" in meta else None,
+                pattern=_python_pattern(raw) if raw else None,
+                raw_pattern=raw,
+                sensitive=bool(meta.get("sensitive", False)),
+            )
+        )
+    return InvokeRules(
+        endpoint_name_max=int(name_meta["max"]),
+        endpoint_name_pattern=_python_pattern(name_meta["pattern"]),
+        endpoint_name_raw_pattern=name_meta["pattern"],
+        max_body_bytes=int(shape.members["Body"].metadata["max"]),
+        headers=tuple(headers),
+    )

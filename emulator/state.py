@@ -1,0 +1,96 @@
+"""Where smlocal keeps what outlives one command: running endpoints, logs, the model cache.
+
+Everything lives below ``$SMLOCAL_HOME`` (default ``~/.smlocal``):
+``run/NAME.json`` describes a serving process (pid, URL, status) so that ``smlocal ps``,
+``smlocal stop`` and ``smlocal invoke`` find it; ``logs/NAME.log`` keeps container output;
+``cache/`` holds extracted model artifacts. Records of processes that died are ignored and
+removed when read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["RunRecord", "StateDir"]
+
+
+@dataclass
+class RunRecord:
+    name: str
+    pid: int
+    url: str
+    port: int
+    status: str
+    image: str
+    log_file: str
+    started_at: float
+    failure_reason: str = ""
+
+    @property
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+class StateDir:
+    def __init__(self, root: Path | None = None) -> None:
+        env_root = os.environ.get("SMLOCAL_HOME")
+        self.root = root or (Path(env_root) if env_root else Path.home() / ".smlocal")
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def log_file(self, name: str) -> Path:
+        path = self.root / "logs" / f"{name}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _run_file(self, name: str) -> Path:
+        return self.root / "run" / f"{name}.json"
+
+    def write(self, record: RunRecord) -> None:
+        path = self._run_file(record.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps(asdict(record), indent=2))
+        temp.replace(path)
+
+    def read(self, name: str, *, include_dead: bool = False) -> RunRecord | None:
+        """The record of endpoint ``name``; a dead process's record is dropped unless asked for."""
+        path = self._run_file(name)
+        try:
+            record = RunRecord(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        if include_dead:
+            return record
+        if not record.alive:
+            path.unlink(missing_ok=True)
+            return None
+        return record
+
+    def remove(self, name: str, pid: int | None = None) -> None:
+        current = self.read(name)
+        if current is None or pid is None or current.pid == pid:
+            self._run_file(name).unlink(missing_ok=True)
+
+    def all(self) -> list[RunRecord]:
+        folder = self.root / "run"
+        if not folder.is_dir():
+            return []
+        records = [self.read(path.stem) for path in sorted(folder.glob("*.json"))]
+        return [r for r in records if r is not None]
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
