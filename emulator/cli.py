@@ -7,6 +7,7 @@ code; a traceback means a bug in smlocal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -126,6 +127,7 @@ def _print_metrics(result: ServeResult) -> None:
 
 
 def _build_spec(
+    *,
     image: str,
     model: str | None,
     name: str | None,
@@ -155,7 +157,9 @@ def _build_spec(
 
 @app.command()
 def serve(
-    image: Annotated[str, typer.Argument(help="The inference image, e.g. smlocal/sklearn-iris:latest.")],
+    image: Annotated[
+        str, typer.Argument(help="The inference image, e.g. smlocal/sklearn-iris:latest.")
+    ],
     model: Annotated[
         str | None,
         typer.Option(
@@ -180,7 +184,9 @@ def serve(
     instance_count: Annotated[
         int, typer.Option(min=1, max=20, help="Containers behind round-robin.")
     ] = 1,
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Runtime API port (0: any free).")] = 8080,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Runtime API port (0: any free).")
+    ] = 8080,
     host: Annotated[
         str, typer.Option(help="Address to listen on. Only change it if you mean to share it.")
     ] = "127.0.0.1",
@@ -194,9 +200,12 @@ def serve(
         float, typer.Option(help="Seconds between health checks once InService.")
     ] = 5.0,
     detach: Annotated[
-        bool, typer.Option("--detach", "-d", help="Return once InService; stop with `smlocal stop`.")
+        bool,
+        typer.Option("--detach", "-d", help="Return once InService; stop with `smlocal stop`."),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo container logs.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Do not echo container logs.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail.")] = False,
 ) -> None:
     """Serve IMAGE exactly as SageMaker hosting would, behind the real SageMaker Runtime API.
@@ -214,8 +223,14 @@ def serve(
     environment = _parse_env(env or [], env_file)
     try:
         spec = _build_spec(
-            image, model, name, environment, instance_type, instance_count,
-            startup_timeout, invocation_timeout,
+            image=image,
+            model=model,
+            name=name,
+            env=environment,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            startup_timeout=startup_timeout,
+            invocation_timeout=invocation_timeout,
         )
         if detach:
             _serve_detached(spec.name, port)
@@ -296,9 +311,12 @@ def _serve_detached(name: str, port: int) -> None:
 def invoke(
     name: Annotated[str, typer.Argument(help="Endpoint name (see `smlocal ps`).")],
     body: Annotated[
-        str, typer.Option("--body", "-b", help="Request body, inline or @file (e.g. @payload.json).")
+        str,
+        typer.Option("--body", "-b", help="Request body, inline or @file (e.g. @payload.json)."),
     ],
-    content_type: Annotated[str, typer.Option(help="Content-Type of the body.")] = "application/json",
+    content_type: Annotated[
+        str, typer.Option(help="Content-Type of the body.")
+    ] = "application/json",
     accept: Annotated[str | None, typer.Option(help="Accept header.")] = None,
     custom_attributes: Annotated[
         str | None, typer.Option(help="X-Amzn-SageMaker-Custom-Attributes, passed verbatim.")
@@ -323,7 +341,10 @@ def invoke(
     if endpoint_url is None:
         record = StateDir().read(name)
         if record is None:
-            _fail(f"no running endpoint named {name}; start one with `smlocal serve` or pass --endpoint-url")
+            _fail(
+                f"no running endpoint named {name}; start one with `smlocal serve` "
+                "or pass --endpoint-url"
+            )
         endpoint_url = record.url
     if body.startswith("@"):
         try:
@@ -338,7 +359,11 @@ def invoke(
         region_name=os.environ.get("AWS_REGION", "us-east-1"),
         config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}),
     )
-    params: dict[str, str | bytes] = {"EndpointName": name, "Body": payload, "ContentType": content_type}
+    params: dict[str, str | bytes] = {
+        "EndpointName": name,
+        "Body": payload,
+        "ContentType": content_type,
+    }
     if accept:
         params["Accept"] = accept
     if custom_attributes:
@@ -349,7 +374,9 @@ def invoke(
         response = client.invoke_endpoint(**params)  # type: ignore[arg-type]
     except botocore.exceptions.ClientError as error:
         info = error.response.get("Error", {})
-        err.print(f"[bold red]{escape(str(info.get('Code')))}[/]: {escape(str(info.get('Message')))}")
+        err.print(
+            f"[bold red]{escape(str(info.get('Code')))}[/]: {escape(str(info.get('Message')))}"
+        )
         original = error.response.get("OriginalStatusCode")
         if original is not None:
             err.print(f"container status: {original}")
@@ -363,10 +390,8 @@ def invoke(
         return
     text = answer.decode(errors="replace")
     if response.get("ContentType", "").startswith("application/json"):
-        try:
+        with contextlib.suppress(ValueError):
             text = json.dumps(json.loads(text), indent=2)
-        except ValueError:
-            pass
     out.print(escape(text), soft_wrap=True)
     err.print(
         f"[dim]variant {response.get('InvokedProductionVariant')} · "

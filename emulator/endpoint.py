@@ -318,9 +318,7 @@ class Endpoint:
                 )
             variant_name = target_variant
         else:
-            candidates = [
-                v for v in self.spec.variants if v.weight > 0 and self._healthy(v.name)
-            ]
+            candidates = [v for v in self.spec.variants if v.weight > 0 and self._healthy(v.name)]
             if not candidates:
                 raise _no_capacity(self.spec.name)
             if len(candidates) == 1:

@@ -55,7 +55,9 @@ async def ping(
         )
     except aiohttp.ClientError as error:
         reason = str(error) or error.__class__.__name__
-        return PingResult(False, None, time.perf_counter() - started, f"connection failed: {reason}")
+        return PingResult(
+            False, None, time.perf_counter() - started, f"connection failed: {reason}"
+        )
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,10 @@ def _log_stream_arn(endpoint: str, instance: Instance) -> str:
 
 
 def _where(endpoint: str) -> str:
-    return f"See the smlocal log of endpoint {endpoint} (`smlocal logs {endpoint}`) for more information."
+    return (
+        f"See the smlocal log of endpoint {endpoint} (`smlocal logs {endpoint}`) "
+        "for more information."
+    )
 
 
 async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -104,8 +107,8 @@ async def invoke(
         elapsed = time.perf_counter() - started
         metrics.record(status=None, model_us=int(elapsed * 1e6), total_us=int(elapsed * 1e6))
         raise model_error(
-            f"Received server error (0) from primary with message \"connection to the container "
-            f"failed: {error.__class__.__name__}: {error}\". {_where(name)}",
+            f'Received server error (0) from primary with message "connection to the container '
+            f'failed: {error.__class__.__name__}: {error}". {_where(name)}',
             original_status=None,
             original_message=None,
             log_stream_arn=_log_stream_arn(name, instance),
@@ -114,8 +117,8 @@ async def invoke(
     if len(payload) > max_bytes:
         metrics.record(status=None, model_us=model_us, total_us=model_us)
         raise model_error(
-            f"Received server error (0) from primary with message \"the response body is larger "
-            f"than the {max_bytes}-byte limit\". {_where(name)}",
+            f'Received server error (0) from primary with message "the response body is larger '
+            f'than the {max_bytes}-byte limit". {_where(name)}',
             original_status=status,
             original_message=None,
             log_stream_arn=_log_stream_arn(name, instance),
@@ -124,14 +127,14 @@ async def invoke(
         text = payload.decode(errors="replace")
         kind = "client" if 400 <= status < 500 else "server"
         metrics.record(status=status, model_us=model_us, total_us=model_us)
-        error = model_error(
-            f'Received {kind} error ({status}) from primary with message "{text[:_MESSAGE_PREVIEW]}". '
-            f"{_where(name)}",
+        refused = model_error(
+            f"Received {kind} error ({status}) from primary with message "
+            f'"{text[:_MESSAGE_PREVIEW]}". {_where(name)}',
             original_status=status,
             original_message=text,
             log_stream_arn=_log_stream_arn(name, instance),
         )
-        raise error
+        raise refused
     result = InvokeResult(payload, content_type, instance.variant, attributes)
     total_us = int((time.perf_counter() - arrived) * 1e6)
     metrics.record(status=status, model_us=model_us, total_us=total_us)

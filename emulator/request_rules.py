@@ -136,6 +136,8 @@ class InvokeRules:
 def invoke_rules() -> InvokeRules:
     model = botocore.session.get_session().get_service_model("sagemaker-runtime")
     shape = model.operation_model("InvokeEndpoint").input_shape
+    if shape is None:  # pragma: no cover - the model always has one
+        raise RuntimeError("botocore's sagemaker-runtime model has no InvokeEndpoint input")
     name_meta = shape.members["EndpointName"].metadata
     headers = []
     for member, member_shape in shape.members.items():

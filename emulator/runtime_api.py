@@ -1,4 +1,4 @@
-"""The SageMaker Runtime API, served locally so boto3, the AWS CLI, curl and Locust call it unchanged.
+"""The SageMaker Runtime API, served locally: boto3, the AWS CLI, curl and Locust call it unchanged.
 
 Routes (the paths botocore's ``sagemaker-runtime`` model uses, plus conveniences):
 

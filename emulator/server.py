@@ -119,6 +119,104 @@ def _stage(spec: EndpointSpec, cache: Path) -> dict[str, StagedModel | None]:
     }
 
 
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Generator[None, None, None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Only the main thread may own signals; a background serve (tests, contract checks)
+        # is stopped through ``stop`` alone.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+class _Run:
+    """One serve: the run record, the log file and the endpoint, from Creating to the end."""
+
+    def __init__(
+        self,
+        spec: EndpointSpec,
+        backend: ContainerBackend,
+        sink: EventSink,
+        options: ServeOptions,
+        *,
+        url: str,
+        port: int,
+    ) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.sink = sink
+        self.options = options
+        self.log_file = _LogFile(options.state.log_file(spec.name), sink)
+        self.record = RunRecord(
+            name=spec.name,
+            pid=os.getpid(),
+            url=url,
+            port=port,
+            status=str(EndpointStatus.CREATING),
+            image=", ".join(v.image for v in spec.variants),
+            log_file=str(options.state.log_file(spec.name)),
+            started_at=options.state.now(),
+        )
+        self.result = ServeResult(EndpointStatus.CREATING, url)
+        self.endpoint: Endpoint | None = None
+
+    def announce(self, status: EndpointStatus, detail: str) -> None:
+        self.record.status = str(status)
+        if status == EndpointStatus.FAILED:
+            self.record.failure_reason = detail
+        self.options.state.write(self.record)
+        self.sink.status(self.spec.name, str(status), detail)
+
+    async def bring_up(self, endpoints: dict[str, Endpoint], stop: asyncio.Event) -> bool:
+        """Stage, start and gate the endpoint; False when it failed or ``stop`` came first."""
+        models = await asyncio.to_thread(_stage, self.spec, self.options.state.cache)
+        self.endpoint = Endpoint(
+            self.spec,
+            self.backend,
+            models,
+            settings=self.options.settings,
+            log_sink=self.log_file,
+        )
+        endpoints[self.spec.name] = self.endpoint
+        starting = asyncio.create_task(self.endpoint.start(), name="endpoint-start")
+        stopping = asyncio.create_task(stop.wait(), name="stop-wait")
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, EndpointFailedError):
+                await starting
+            return False
+        try:
+            starting.result()
+        except EndpointFailedError as error:
+            self.result.status = EndpointStatus.FAILED
+            self.result.failure_reason = str(error)
+            self.result.failure_logs = error.logs
+            self.result.exit_status = error.exit_status
+            self.announce(EndpointStatus.FAILED, str(error))
+            return False
+        self.result.status = EndpointStatus.IN_SERVICE
+        self.announce(EndpointStatus.IN_SERVICE, self.result.url)
+        return True
+
+    async def close(self) -> None:
+        if self.endpoint is not None:
+            await self.endpoint.stop()
+            self.result.metrics = self.endpoint.metrics
+        if self.result.status != EndpointStatus.FAILED:
+            self.result.status = EndpointStatus.DELETED
+            self.options.state.remove(self.spec.name, os.getpid())
+        self.log_file.close()
+
+
 async def serve(
     spec: EndpointSpec,
     backend: ContainerBackend,
@@ -132,88 +230,30 @@ async def serve(
     options = options or ServeOptions()
     sock = sock or bind_socket(options.host, options.port)
     port = sock.getsockname()[1]
-    url = f"http://{options.host}:{port}"
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
-
-    log_path = options.state.log_file(spec.name)
-    log_file = _LogFile(log_path, sink)
-    record = RunRecord(
-        name=spec.name,
-        pid=os.getpid(),
-        url=url,
-        port=port,
-        status=str(EndpointStatus.CREATING),
-        image=", ".join(v.image for v in spec.variants),
-        log_file=str(log_path),
-        started_at=options.state.now(),
-    )
-    options.state.write(record)
-    sink.status(spec.name, str(EndpointStatus.CREATING), f"staging model(s); runtime API at {url}")
-
+    run = _Run(spec, backend, sink, options, url=f"http://{options.host}:{port}", port=port)
+    run.announce(EndpointStatus.CREATING, f"staging model(s); runtime API at {run.result.url}")
     endpoints: dict[str, Endpoint] = {}
-    config = uvicorn.Config(
-        create_app(endpoints),
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        loop="none",
-        http="httptools",
-        timeout_keep_alive=60,
-    )
-    server = _QuietServer(config)
-    server_task = asyncio.create_task(server.serve(sockets=[sock]), name="runtime-api")
-    endpoint: Endpoint | None = None
-    result = ServeResult(EndpointStatus.CREATING, url)
-    try:
-        models = await asyncio.to_thread(_stage, spec, options.state.cache)
-        endpoint = Endpoint(
-            spec, backend, models, settings=options.settings, log_sink=log_file
+    server = _QuietServer(
+        uvicorn.Config(
+            create_app(endpoints),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="none",
+            http="httptools",
+            timeout_keep_alive=60,
         )
-        endpoints[spec.name] = endpoint
-        starting = asyncio.create_task(endpoint.start(), name="endpoint-start")
-        stopping = asyncio.create_task(stop.wait(), name="stop-wait")
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, EndpointFailedError):
-                await starting
-            result.status = EndpointStatus.DELETED
-            return result
-        stopping.cancel()
+    )
+    with _stop_on_signals(stop):
+        server_task = asyncio.create_task(server.serve(sockets=[sock]), name="runtime-api")
         try:
-            starting.result()
-        except EndpointFailedError as error:
-            result.status = EndpointStatus.FAILED
-            result.failure_reason = str(error)
-            result.failure_logs = error.logs
-            result.exit_status = error.exit_status
-            record.status, record.failure_reason = str(EndpointStatus.FAILED), str(error)
-            options.state.write(record)
-            sink.status(spec.name, str(EndpointStatus.FAILED), str(error))
-            return result
-        record.status = str(EndpointStatus.IN_SERVICE)
-        options.state.write(record)
-        sink.status(spec.name, str(EndpointStatus.IN_SERVICE), url)
-        result.status = EndpointStatus.IN_SERVICE
-        await stop.wait()
-        sink.status(spec.name, str(EndpointStatus.DELETING), "stopping containers")
-        return result
-    finally:
-        if endpoint is not None:
-            await endpoint.stop()
-            result.metrics = endpoint.metrics
-            if result.status == EndpointStatus.IN_SERVICE:
-                result.status = EndpointStatus.DELETED
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await server_task
-        log_file.close()
-        if result.status != EndpointStatus.FAILED:
-            options.state.remove(spec.name, os.getpid())
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signum)
+            if await run.bring_up(endpoints, stop):
+                await stop.wait()
+                sink.status(spec.name, str(EndpointStatus.DELETING), "stopping containers")
+        finally:
+            await run.close()
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await server_task
+    return run.result

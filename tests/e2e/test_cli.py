@@ -1,0 +1,155 @@
+"""The smlocal CLI as a user runs it: serve --detach, ps, invoke, stop, logs, failures, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from emulator.backend import LABEL_ENDPOINT
+from tests.conftest import SKLEARN_IMAGE, SKLEARN_MODEL, fixture_image
+
+pytestmark = [pytest.mark.docker, pytest.mark.e2e]
+SMLOCAL = str(Path(sys.executable).parent / "smlocal")
+
+
+def smlocal(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SMLOCAL, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def containers_of(name: str) -> list[object]:
+    return docker.from_env().containers.list(
+        all=True, filters={"label": f"{LABEL_ENDPOINT}={name}"}
+    )
+
+
+def test_help_teaches() -> None:
+    result = smlocal("serve", "--help")
+    assert result.returncode == 0
+    assert "--model" in result.stdout
+    assert "read-only" in result.stdout.lower()
+
+
+def test_detached_endpoint_lifecycle(
+    docker_images: None, smlocal_home: Path, tmp_path: Path
+) -> None:
+    started = smlocal(
+        "serve",
+        SKLEARN_IMAGE,
+        "--model",
+        str(SKLEARN_MODEL),
+        "--name",
+        "cli-iris",
+        "--port",
+        "0",
+        "--detach",
+    )
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.strip().splitlines()[-1]
+    assert url.startswith("http://127.0.0.1:")
+    try:
+        listed = smlocal("ps")
+        assert "cli-iris" in listed.stdout
+        assert "InService" in listed.stdout
+        payload = tmp_path / "payload.json"
+        payload.write_text(json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}))
+        answer = smlocal("invoke", "cli-iris", "--body", f"@{payload}")
+        assert answer.returncode == 0, answer.stderr
+        assert json.loads(answer.stdout)["predictions"][0]["predicted_class"] == "setosa"
+        refused = smlocal("invoke", "cli-iris", "--body", "hello", "--content-type", "text/plain")
+        assert refused.returncode == 1
+        assert "ModelError" in refused.stderr
+        assert "415" in refused.stderr
+        again = smlocal("serve", SKLEARN_IMAGE, "--name", "cli-iris", "--detach")
+        assert again.returncode == 2
+        assert "already running" in again.stderr
+    finally:
+        stopped = smlocal("stop", "cli-iris")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not containers_of("cli-iris")
+    assert "cli-iris" not in smlocal("ps").stdout
+    assert "AllTraffic/0 |" in smlocal("logs", "cli-iris").stdout
+
+
+def test_failed_endpoint_exits_non_zero_with_reason_and_logs(
+    docker_images: None, smlocal_home: Path
+) -> None:
+    result = smlocal("serve", fixture_image("exit-at-start"), "--name", "cli-broken", "--port", "0")
+    assert result.returncode == 1
+    assert "exited with code 3" in result.stderr
+    assert "failing on purpose" in result.stderr + result.stdout
+    assert not containers_of("cli-broken")
+
+
+def test_detached_failure_exits_non_zero(docker_images: None, smlocal_home: Path) -> None:
+    result = smlocal(
+        "serve", fixture_image("exit-at-start"), "--name", "cli-broken-d", "--port", "0", "--detach"
+    )
+    assert result.returncode == 1
+    assert "failed" in result.stderr
+    assert "exited with code 3" in result.stderr
+
+
+def test_ctrl_c_stops_the_containers(docker_images: None, smlocal_home: Path) -> None:
+    process = subprocess.Popen(
+        [SMLOCAL, "serve", fixture_image("echo"), "--name", "cli-ctrlc", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not containers_of("cli-ctrlc"):
+        time.sleep(0.1)
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "InService" in stderr
+    assert not containers_of("cli-ctrlc")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle", "code"),
+    [
+        (["--instance-type", "ml.bogus"], "unknown instance type", 2),
+        (["--env", "NOEQUALS"], "KEY=VALUE", 2),
+        (["--model", "/does/not/exist.tar.gz"], "/does/not/exist.tar.gz", 1),
+        (["--name", "bad_name"], "name", 2),
+    ],
+)
+def test_bad_input_is_a_clear_error_not_a_traceback(
+    docker_images: None, smlocal_home: Path, args: list[str], needle: str, code: int
+) -> None:
+    result = smlocal("serve", fixture_image("echo"), "--port", "0", *args)
+    assert result.returncode == code, result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_image_is_a_clear_error(docker_images: None, smlocal_home: Path) -> None:
+    result = smlocal("serve", "smlocal/does-not-exist:latest", "--port", "0")
+    assert result.returncode == 1
+    assert "not in the local Docker engine" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_busy_port_is_a_clear_error(docker_images: None, smlocal_home: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = smlocal("serve", fixture_image("echo"), "--port", str(port))
+    assert result.returncode == 2
+    assert "already in use" in result.stderr
+    assert os.environ.get("SMLOCAL_HOME")
