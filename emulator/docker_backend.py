@@ -98,7 +98,9 @@ class DockerBackend:
         except docker.errors.ImageNotFound:
             raise ImageNotFoundError(f"image {run.image!r} not found") from None
         except docker.errors.APIError as error:
-            raise BackendError(f"Docker refused to start {run.image!r}: {error.explanation}") from None
+            raise BackendError(
+                f"Docker refused to start {run.image!r}: {error.explanation}"
+            ) from None
         container.reload()
         return RunningContainer(
             id=container.id,

@@ -77,7 +77,11 @@ class EndpointMetrics:
         counters = (
             ("invocations", "Invocations", "requests that reached a container"),
             ("invocation_4xx_errors", "Invocation4XXErrors", "container answered 4xx"),
-            ("invocation_5xx_errors", "Invocation5XXErrors", "container answered 5xx or not at all"),
+            (
+                "invocation_5xx_errors",
+                "Invocation5XXErrors",
+                "container answered 5xx or not at all",
+            ),
             ("model_errors", "InvocationModelErrors", "requests answered with ModelError"),
         )
         for attr, aws_name, help_text in counters:
