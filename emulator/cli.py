@@ -463,6 +463,18 @@ def logs(
     out.print(escape("\n".join(lines[-tail:])), soft_wrap=True)
 
 
+def _register_capabilities() -> None:
+    # Each capability's commands live in their own CLI module; their heavy imports stay
+    # inside the commands, so registering them keeps `smlocal --help` fast.
+    from emulator import cli_contract, cli_loadtest, cli_promote
+
+    for module in (cli_contract, cli_loadtest, cli_promote):
+        module.register(app)
+
+
+_register_capabilities()
+
+
 def main() -> None:
     from emulator.errors import SmlocalError
 
