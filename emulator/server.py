@@ -67,7 +67,9 @@ class ServeResult:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Claim ``host:port`` now, so a busy port is a clear error before any container starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must be IPPROTO_TCP (not 0): asyncio only sets TCP_NODELAY on accepted sockets
+    # whose proto says TCP, and without it responses meet 40 ms delayed-ACK stalls.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -102,3 +102,17 @@ def test_endpoint_goes_failed_and_stops_its_other_instances(tmp_path: Path) -> N
         asyncio.run(start())
     assert endpoint.failure_reason
     assert all(c.server is None for c in backend.containers.values())
+
+
+def test_runtime_api_socket_is_tcp_so_asyncio_sets_nodelay() -> None:
+    # With proto 0, asyncio skips TCP_NODELAY on accepted sockets and every response with a
+    # body stalls ~40 ms on delayed ACKs (found by loadtests/bench_runtime_api.py).
+    import socket
+
+    from emulator.server import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

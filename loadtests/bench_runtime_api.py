@@ -1,0 +1,209 @@
+"""Benchmark: what the emulator adds on top of the container it fronts.
+
+Prints, for the trivial ``smlocal-fixture/echo`` container, in ONE run (this machine is noisy,
+so only same-run ratios mean much):
+
+1. latency of sequential keep-alive requests (p50 / p99), interleaved in rounds, for
+   - the container called directly on its bridge address (what the emulator itself calls),
+   - the container called directly on its Docker-published port,
+   - the SageMaker Runtime API path of `smlocal serve` (a separate process, as users run it);
+2. throughput with several client processes (requests/s), direct vs through the emulator;
+3. time to InService: `docker run` + polling /ping every 5 ms until the first 200 (the
+   container's own start) against the emulator's Endpoint.start() for the same image.
+
+Goals (issue 2): <= 1 ms added at p50, <= 3 ms at p99, >= 90 % of direct throughput, and
+InService within 0.25 s of the container's first 200 ping.
+
+Run: .venv/bin/python -m loadtests.bench_runtime_api [--requests 2000] [--seconds 5]
+     .venv/bin/python -m loadtests.bench_runtime_api --image smlocal/sklearn-iris:latest \
+         --model containers/sklearn/build/model.tar.gz   (a container that does real work)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import multiprocessing
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+
+IMAGE = "smlocal-fixture/echo:latest"
+NAME = "bench-echo"
+BODY = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode()
+SMLOCAL = str(Path(sys.executable).parent / "smlocal")
+
+
+def _latencies(host: str, port: int, path: str, count: int) -> list[float]:
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        conn.request("POST", path, body=BODY, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        samples.append(time.perf_counter() - started)
+        if response.status != 200:
+            raise RuntimeError(f"{host}:{port}{path} answered {response.status}")
+    conn.close()
+    return samples
+
+
+def _quantile(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=1000, method="inclusive")[round(q * 1000) - 1]
+
+
+def _throughput_worker(args: tuple[str, int, str, float]) -> int:
+    host, port, path, seconds = args
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    deadline = time.perf_counter() + seconds
+    done = 0
+    while time.perf_counter() < deadline:
+        conn.request("POST", path, body=BODY, headers={"Content-Type": "application/json"})
+        conn.getresponse().read()
+        done += 1
+    return done
+
+
+def _throughput(host: str, port: int, path: str, seconds: float, clients: int) -> float:
+    with multiprocessing.Pool(clients) as pool:
+        counts = pool.map(_throughput_worker, [(host, port, path, seconds)] * clients)
+    return sum(counts) / seconds
+
+
+def _startup_direct(client: docker.DockerClient, image: str) -> float:
+    started = time.perf_counter()
+    container = client.containers.run(
+        image, ["serve"], detach=True, ports={"8080/tcp": ("127.0.0.1", None)}
+    )
+    try:
+        container.reload()
+        port = int(container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/ping")
+                if conn.getresponse().status == 200:
+                    return time.perf_counter() - started
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.005)
+    finally:
+        container.remove(force=True)
+
+
+def _startup_emulator(image: str) -> float:
+    from emulator.docker_backend import DockerBackend
+    from emulator.endpoint import Endpoint
+    from emulator.spec import build_spec
+
+    spec = build_spec(name="bench-startup", variants=[{"image": image}])
+    endpoint = Endpoint(spec, DockerBackend(), {})
+
+    async def run() -> float:
+        started = time.perf_counter()
+        await endpoint.start()
+        took = time.perf_counter() - started
+        await endpoint.stop()
+        return took
+
+    return asyncio.run(run())
+
+
+Target = tuple[str, int, str]
+
+
+def _targets(name: str, emulator_port: int) -> dict[str, Target]:
+    client = docker.from_env()
+    (container,) = client.containers.list(filters={"label": f"smlocal.endpoint={name}"})
+    net = container.attrs["NetworkSettings"]
+    bridge_ip = next(n["IPAddress"] for n in net["Networks"].values() if n.get("IPAddress"))
+    published = int(net["Ports"]["8080/tcp"][0]["HostPort"])
+    return {
+        "direct (bridge IP)": (bridge_ip, 8080, "/invocations"),
+        "direct (published port)": ("127.0.0.1", published, "/invocations"),
+        "smlocal runtime API": ("127.0.0.1", emulator_port, f"/endpoints/{name}/invocations"),
+    }
+
+
+def report_latency(paths: dict[str, Target], requests: int, rounds: int) -> None:
+    for target in paths.values():  # warm up connections and code paths
+        _latencies(*target, 200)
+    samples: dict[str, list[float]] = {key: [] for key in paths}
+    per_round = max(1, requests // rounds)
+    for _ in range(rounds):  # interleaved, so drift on a noisy machine hits every path alike
+        for key, target in paths.items():
+            samples[key] += _latencies(*target, per_round)
+    print(f"latency, {per_round * rounds} sequential keep-alive requests per path")
+    for key, values in samples.items():
+        p50, p99 = _quantile(values, 0.5) * 1e3, _quantile(values, 0.99) * 1e3
+        print(f"  {key:26s} p50 {p50:6.3f} ms   p99 {p99:6.3f} ms")
+    emu = samples["smlocal runtime API"]
+    for label in ("direct (bridge IP)", "direct (published port)"):
+        ref = samples[label]
+        add50 = (_quantile(emu, 0.5) - _quantile(ref, 0.5)) * 1e3
+        add99 = (_quantile(emu, 0.99) - _quantile(ref, 0.99)) * 1e3
+        print(f"  added vs {label:24s}: p50 {add50:+.3f} ms, p99 {add99:+.3f} ms")
+
+
+def report_throughput(paths: dict[str, Target], seconds: float, clients: int) -> None:
+    print(f"throughput, {clients} client processes x {seconds:g} s")
+    direct = paths["direct (bridge IP)"]
+    first = _throughput(*direct, seconds, clients)
+    through = _throughput(*paths["smlocal runtime API"], seconds, clients)
+    second = _throughput(*direct, seconds, clients)
+    print(f"  direct (bridge IP)   {first:8.0f} req/s, again {second:8.0f} req/s")
+    print(f"  smlocal runtime API  {through:8.0f} req/s")
+    print(f"  ratio                {through / ((first + second) / 2):8.1%} of direct")
+
+
+def report_startup(image: str, startups: int) -> None:
+    client = docker.from_env()
+    direct, emulated = [], []
+    for _ in range(startups):
+        direct.append(_startup_direct(client, image))
+        emulated.append(_startup_emulator(image))
+    d, e = statistics.median(direct), statistics.median(emulated)
+    print(f"time to healthy, median of {startups}")
+    print(f"  docker run + 5 ms /ping poll  {d * 1e3:7.0f} ms")
+    print(f"  smlocal Endpoint.start()      {e * 1e3:7.0f} ms   (InService)")
+    print(f"  InService after the container's first 200 ping: {(e - d) * 1e3:+.0f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per path, for latency")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per throughput run")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--startups", type=int, default=5)
+    parser.add_argument("--image", default=IMAGE, help="default: the trivial echo fixture")
+    parser.add_argument("--model", default=None, help="model for --image")
+    args = parser.parse_args()
+    model_args = ["--model", args.model] if args.model else []
+    served = subprocess.run(
+        [SMLOCAL, "serve", args.image, *model_args, "--name", NAME, "--port", "0", "--detach"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    emulator_port = int(served.stdout.strip().splitlines()[-1].rsplit(":", 1)[1])
+    try:
+        paths = _targets(NAME, emulator_port)
+        report_latency(paths, args.requests, args.rounds)
+        report_throughput(paths, args.seconds, args.clients)
+    finally:
+        subprocess.run([SMLOCAL, "stop", NAME], capture_output=True, check=False)
+    if not args.model:  # the start-up comparison runs model-less images
+        report_startup(args.image, args.startups)
+
+
+if __name__ == "__main__":
+    main()
