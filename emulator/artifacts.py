@@ -93,8 +93,9 @@ def stage_model(
 
     ``source`` is a local ``model.tar.gz``/``.tar``, a local directory, or an ``s3://`` URI
     (see the module docstring). Extracted and downloaded artifacts live below ``cache_dir``.
-    ``s3_client`` is used for S3 sources; without one a ``boto3.client("s3")`` is created when
-    first needed, so boto3's usual configuration (credentials, ``AWS_ENDPOINT_URL_S3``) applies.
+    ``s3_client`` is used for S3 sources; without one a boto3 S3 client is created (from a new
+    ``boto3.session.Session``) when first needed, so boto3's usual configuration (credentials,
+    ``AWS_ENDPOINT_URL_S3``) applies.
 
     Raises :class:`ArtifactError` for anything that cannot be staged.
     """
@@ -201,6 +202,18 @@ class _BadHardLinkError(tarfile.FilterError):
         super().__init__(f"{tarinfo.name!r} is a hard link to something not in the archive")
 
 
+class _NamelessError(tarfile.FilterError):
+    def __init__(self, tarinfo: tarfile.TarInfo) -> None:
+        self.tarinfo = tarinfo
+        super().__init__(f"{tarinfo.name!r} names the destination directory itself")
+
+
+class _BadSymlinkError(tarfile.FilterError):
+    def __init__(self, tarinfo: tarfile.TarInfo) -> None:
+        self.tarinfo = tarinfo
+        super().__init__(f"{tarinfo.name!r} is a symlink with an empty target")
+
+
 class _MemberFilter:
     """The ``"data"`` filter plus checks that do not trust the file system's state.
 
@@ -220,7 +233,11 @@ class _MemberFilter:
             raise tarfile.AbsolutePathError(member)
         filtered = tarfile.data_filter(member, dest)
         name = self._resolve(member, member.name, base=())
+        if not name and not member.isdir():
+            raise _NamelessError(member)
         if member.issym():
+            if not member.linkname:
+                raise _BadSymlinkError(member)
             self._resolve(member, member.linkname, base=tuple(name.split("/")[:-1]))
             self._symlinks.add(name)
         elif member.islnk():
@@ -270,6 +287,12 @@ def _extract(label: str, path: Path, dest: Path) -> None:
             raise ArtifactError(
                 f"cannot extract {where} of {label!r}: {exc.strerror or exc}"
             ) from None
+        except RecursionError:  # tarfile's copy-instead-of-link fallback chasing a link loop
+            member = member_filter.current
+            where = f"member {member.name!r}" if member is not None else "a member"
+            raise ArtifactError(
+                f"cannot extract {where} of {label!r}: its link cannot be resolved (loop)"
+            ) from None
 
 
 def _filter_reason(exc: tarfile.FilterError) -> str:
@@ -301,12 +324,29 @@ def _filter_reason(exc: tarfile.FilterError) -> str:
             f"member {name!r} would be written through the archive's own symlink "
             f"{exc.link!r}, which is not allowed"
         )
+    if isinstance(exc, _NamelessError):
+        return (
+            f"member {name!r} is a {_kind(info)} whose name denotes the model directory "
+            f"itself, not a path inside it"
+        )
+    if isinstance(exc, _BadSymlinkError):
+        return f"member {name!r} is a symlink with an empty target"
     if isinstance(exc, _BadHardLinkError):
         return (
             f"member {name!r} is a hard link to {link!r}, which is not a regular file earlier "
             f"in the archive"
         )
     return f"member {name!r} is not allowed: {exc}"  # pragma: no cover - future filter errors
+
+
+def _kind(info: tarfile.TarInfo | None) -> str:
+    if info is not None and info.issym():
+        return "symlink"
+    if info is not None and info.islnk():
+        return "hard link"
+    if info is not None and info.isreg():
+        return "file"
+    return _special_kind(info)
 
 
 def _special_kind(info: tarfile.TarInfo | None) -> str:
@@ -578,7 +618,8 @@ def _default_s3_client(label: str) -> S3ClientLike:
     except ImportError:  # pragma: no cover - boto3 is a dependency
         raise ArtifactError(f"cannot read {label!r}: boto3 is not installed") from None
     try:
-        client: S3ClientLike = boto3.client("s3")
+        # A fresh session (not boto3's cached default one) so the current environment counts.
+        client: S3ClientLike = boto3.session.Session().client("s3")
     except Exception as exc:
         raise _s3_error(label, "creating the S3 client", exc) from None
     return client
