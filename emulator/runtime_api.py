@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
 
 import aiohttp
 from starlette.applications import Starlette
@@ -29,7 +30,7 @@ from emulator.endpoint import Endpoint, EndpointStatus
 from emulator.invocation import CUSTOM_ATTRIBUTES, invoke
 from emulator.request_rules import invoke_rules
 
-__all__ = ["create_app"]
+__all__ = ["RuntimeApi", "create_app"]
 
 TARGET_VARIANT = "x-amzn-sagemaker-target-variant"
 # Headers the runtime API understands but does not pass to the container.
@@ -40,29 +41,80 @@ def _aws_error_response(error: AwsError, request_id: str) -> Response:
     return Response(error.body(), status_code=error.status, headers=error.headers(request_id))
 
 
-async def _read_body(request: Request, limit: int, request_id: str) -> bytes:
-    declared = request.headers.get("content-length")
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+async def _read_body(
+    receive: Receive, headers: Mapping[str, str], limit: int, request_id: str
+) -> bytes:
+    declared = headers.get("content-length")
     oversize = validation_error(f"Request {request_id} has oversize body.")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise oversize
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise oversize
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     return b"".join(chunks)
 
 
-def create_app(endpoints: Mapping[str, Endpoint]) -> Starlette:
-    """The ASGI app serving ``endpoints`` (a live mapping: endpoints may come and go)."""
-    rules = invoke_rules()
+async def _send(send: Send, status: int, headers: Mapping[str, str], body: bytes) -> None:
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
-    def lookup(name: str) -> Endpoint:
-        rules.check_endpoint_name(name)
-        endpoint = endpoints.get(name)
-        if endpoint is None or endpoint.status in (EndpointStatus.DELETED,):
+
+class RuntimeApi:
+    """The ASGI app serving ``endpoints`` (a live mapping: endpoints may come and go).
+
+    InvokeEndpoint, the hot path, is plain ASGI: Starlette's routing and middleware cost about
+    a third of the proxy's CPU per request (measured with loadtests/bench_runtime_api.py).
+    Every other route goes through Starlette.
+    """
+
+    def __init__(self, endpoints: Mapping[str, Endpoint]) -> None:
+        self.endpoints = endpoints
+        self.rules = invoke_rules()
+        self.others = Starlette(
+            routes=[
+                Route("/endpoints/{name}/async-invocations", self.invoke_async, methods=["POST"]),
+                Route("/ping", self.passthrough, methods=["GET"]),
+                Route("/invocations", self.passthrough, methods=["POST"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
+                Route("/smlocal/endpoints", self.status, methods=["GET"]),
+            ]
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and path.startswith("/endpoints/")
+            and path.endswith("/invocations")
+        ):
+            name = path[len("/endpoints/") : -len("/invocations")]
+            if "/" not in name:
+                await self.invoke_endpoint(scope, receive, send, name)
+                return
+        await self.others(scope, receive, send)
+
+    def lookup(self, name: str) -> Endpoint:
+        self.rules.check_endpoint_name(name)
+        endpoint = self.endpoints.get(name)
+        if endpoint is None or endpoint.status == EndpointStatus.DELETED:
             raise validation_error(f"Endpoint {name} of account {ACCOUNT_ID} not found.")
         if endpoint.status != EndpointStatus.IN_SERVICE:
             raise validation_error(
@@ -71,57 +123,54 @@ def create_app(endpoints: Mapping[str, Endpoint]) -> Starlette:
             )
         return endpoint
 
-    async def invoke_endpoint(request: Request) -> Response:
+    async def invoke_endpoint(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         received = time.perf_counter()
         request_id = str(uuid.uuid4())
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         endpoint: Endpoint | None = None
         try:
-            endpoint = lookup(request.path_params["name"])
-            forwarded = rules.forwarded_headers(request.headers)
+            endpoint = self.lookup(name)
+            forwarded = self.rules.forwarded_headers(headers)
             target = forwarded.pop(TARGET_VARIANT, None)
-            body = await _read_body(request, rules.max_body_bytes, request_id)
+            body = await _read_body(receive, headers, self.rules.max_body_bytes, request_id)
             result = await invoke(
                 endpoint, body, forwarded, target_variant=target, received_at=received
             )
         except AwsError as error:
             if endpoint is not None and error.code != "ModelError":
                 endpoint.metrics.rejected += 1
-            return _aws_error_response(error, request_id)
-        return Response(
-            result.body,
-            headers={
-                "content-type": result.content_type,
-                "x-amzn-invoked-production-variant": result.variant,
-                CUSTOM_ATTRIBUTES: result.custom_attributes,
-                "x-amzn-requestid": request_id,
-            },
-        )
+            await _send(send, error.status, error.headers(request_id), error.body())
+            return
+        answer_headers = {
+            "content-type": result.content_type,
+            "x-amzn-invoked-production-variant": result.variant,
+            CUSTOM_ATTRIBUTES: result.custom_attributes,
+            "x-amzn-requestid": request_id,
+        }
+        await _send(send, 200, answer_headers, result.body)
 
-    async def invoke_async(request: Request) -> Response:
+    async def invoke_async(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
         try:
-            endpoint = lookup(request.path_params["name"])
+            endpoint = self.lookup(request.path_params["name"])
             raise validation_error(
                 f"Endpoint {endpoint.spec.name} is not configured for asynchronous inference."
             )
         except AwsError as error:
             return _aws_error_response(error, request_id)
 
-    def default_endpoint() -> Endpoint | None:
-        live = [e for e in endpoints.values() if e.status == EndpointStatus.IN_SERVICE]
-        return live[0] if live else None
-
-    async def passthrough(request: Request) -> Response:
+    async def passthrough(self, request: Request) -> Response:
         """/ping and /invocations exactly as the container answers them (for curl)."""
-        endpoint = default_endpoint()
-        if endpoint is None:
+        live = [e for e in self.endpoints.values() if e.status == EndpointStatus.IN_SERVICE]
+        if not live:
             return PlainTextResponse("no endpoint is InService\n", status_code=503)
+        endpoint = live[0]
         try:
             instance = endpoint.choose(None)
         except AwsError as error:
             return PlainTextResponse(f"{error.message}\n", status_code=503)
         url = f"http://{instance.address[0]}:{instance.address[1]}{request.url.path}"
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host",)}
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
         body = await request.body()
         try:
             async with endpoint.http.request(
@@ -140,20 +189,14 @@ def create_app(endpoints: Mapping[str, Endpoint]) -> Starlette:
                 f"container did not answer: {error.__class__.__name__}\n", status_code=502
             )
 
-    async def metrics(_: Request) -> Response:
-        text = "".join(e.metrics.prometheus() for e in endpoints.values())
+    async def metrics(self, _: Request) -> Response:
+        text = "".join(e.metrics.prometheus() for e in self.endpoints.values())
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
-    async def status(_: Request) -> Response:
-        return JSONResponse({"Endpoints": [e.describe() for e in endpoints.values()]})
+    async def status(self, _: Request) -> Response:
+        return JSONResponse({"Endpoints": [e.describe() for e in self.endpoints.values()]})
 
-    return Starlette(
-        routes=[
-            Route("/endpoints/{name}/invocations", invoke_endpoint, methods=["POST"]),
-            Route("/endpoints/{name}/async-invocations", invoke_async, methods=["POST"]),
-            Route("/ping", passthrough, methods=["GET"]),
-            Route("/invocations", passthrough, methods=["POST"]),
-            Route("/metrics", metrics, methods=["GET"]),
-            Route("/smlocal/endpoints", status, methods=["GET"]),
-        ]
-    )
+
+def create_app(endpoints: Mapping[str, Endpoint]) -> RuntimeApi:
+    """The runtime API for ``endpoints``."""
+    return RuntimeApi(endpoints)
