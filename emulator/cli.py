@@ -447,7 +447,8 @@ def stop(
     for record in records:
         if record is None:
             continue
-        os.kill(record.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
+            os.kill(record.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while record.alive and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -134,12 +134,17 @@ class Endpoint:
         """Start every instance and wait for health. Raises EndpointFailedError (status Failed)."""
         log.info("endpoint %s: Creating (%d variant(s))", self.spec.name, len(self.spec.variants))
         starts = [
-            self._start_instance(variant)
+            asyncio.create_task(self._start_instance(variant), name=f"start-{variant.name}")
             for variant in self.spec.variants
             for _ in range(variant.instance_count)
         ]
-        results = await asyncio.gather(*starts, return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
+        # The first failure ends the creation at once (an instance that exited must not wait
+        # for its siblings' startup windows), and the rest are cancelled.
+        done, pending = await asyncio.wait(starts, return_when=asyncio.FIRST_EXCEPTION)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        failures = [t.exception() for t in done if t.exception() is not None]
         if failures:
             first = failures[0]
             self.status = EndpointStatus.FAILED

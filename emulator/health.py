@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from emulator.backend import ContainerBackend, RunningContainer
-from emulator.errors import EndpointFailedError
+from emulator.errors import BackendError, EndpointFailedError
 
 __all__ = ["PING_TIMEOUT_S", "PingResult", "WaitStrategy", "ping", "wait_until_healthy"]
 
@@ -71,7 +71,10 @@ class WaitStrategy:
 
 def exit_message(backend: ContainerBackend, container: RunningContainer) -> str | None:
     """Why the container is no longer running, or None while it runs."""
-    state = backend.state(container.id)
+    try:
+        state = backend.state(container.id)
+    except BackendError as error:  # removed behind our back
+        return str(error)
     if state.running:
         return None
     if state.oom_killed:
@@ -103,10 +106,13 @@ async def wait_until_healthy(
             return time.monotonic() - started
         exited = await asyncio.to_thread(exit_message, backend, container)
         if exited is not None:
-            state = await asyncio.to_thread(backend.state, container.id)
             logs = await asyncio.to_thread(backend.logs, container.id, LOG_TAIL_LINES)
+            try:
+                code = (await asyncio.to_thread(backend.state, container.id)).exit_code
+            except BackendError:
+                code = None
             raise EndpointFailedError(
-                f"{exited} before passing a health check", logs=logs, exit_status=state.exit_code
+                f"{exited} before passing a health check", logs=logs, exit_status=code
             )
         if time.monotonic() >= deadline:
             logs = await asyncio.to_thread(backend.logs, container.id, LOG_TAIL_LINES)

@@ -116,3 +116,27 @@ def test_runtime_api_socket_is_tcp_so_asyncio_sets_nodelay() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_one_instance_exiting_fails_creation_without_waiting_for_the_others(
+    tmp_path: Path,
+) -> None:
+    backend = FakeBackend({"silent": FakeImage(listens=False), "exits": FakeImage(exit_code=2)})
+    spec = build_spec(
+        name="mixed",
+        variants=[{"name": "A", "image": "silent"}, {"name": "B", "image": "exits"}],
+        startup_timeout_s=60,
+    )
+    endpoint = Endpoint(spec, backend, {})
+    started = time.monotonic()
+
+    async def start() -> None:
+        try:
+            await endpoint.start()
+        finally:
+            await endpoint.stop()
+
+    with pytest.raises(EndpointFailedError) as caught:
+        asyncio.run(start())
+    assert time.monotonic() - started < 3.0  # not A's 60 s window
+    assert caught.value.exit_status == 2
