@@ -80,6 +80,26 @@ def test_detached_endpoint_lifecycle(
     assert "AllTraffic/0 |" in smlocal("logs", "cli-iris").stdout
 
 
+def test_several_endpoints_run_at_once(docker_images: None, smlocal_home: Path) -> None:
+    names = ("cli-one", "cli-two")
+    try:
+        urls = []
+        for name in names:
+            started = smlocal("serve", fixture_image("echo"), "--name", name, "--port", "0", "-d")
+            assert started.returncode == 0, started.stderr
+            urls.append(started.stdout.strip().splitlines()[-1])
+        assert len(set(urls)) == 2
+        for name in names:
+            answer = smlocal("invoke", name, "--body", f'{{"who": "{name}"}}')
+            assert answer.returncode == 0, answer.stderr
+            assert json.loads(answer.stdout) == {"who": name}
+    finally:
+        stopped = smlocal("stop", "--all")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not containers_of("cli-one")
+    assert not containers_of("cli-two")
+
+
 def test_failed_endpoint_exits_non_zero_with_reason_and_logs(
     docker_images: None, smlocal_home: Path
 ) -> None:

@@ -29,7 +29,13 @@ def sklearn_endpoint(
 ) -> Iterator[Serving]:
     spec = build_spec(
         name="sklearn-iris",
-        variants=[{"image": SKLEARN_IMAGE, "model": str(SKLEARN_MODEL)}],
+        variants=[
+            {
+                "image": SKLEARN_IMAGE,
+                "model": str(SKLEARN_MODEL),
+                "env": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
+            }
+        ],
         startup_timeout_s=120,
     )
     settings = MonitorSettings(host_cpus=docker_backend.host_cpus())
@@ -146,3 +152,4 @@ def test_container_runs_the_way_sagemaker_runs_it(sklearn_endpoint: Serving) -> 
     (binding,) = host["PortBindings"]["8080/tcp"]
     assert binding["HostIp"] == "127.0.0.1"
     assert attrs["Config"]["Labels"]["smlocal.variant"] == "AllTraffic"
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS=1" in attrs["Config"]["Env"]
