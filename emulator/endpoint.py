@@ -88,6 +88,9 @@ class Instance:
     def label(self) -> str:
         return f"{self.variant}/{self.index}"
 
+    def url(self, path: str) -> str:
+        return f"http://{self.address[0]}:{self.address[1]}{path}"
+
 
 class Endpoint:
     def __init__(

@@ -9,17 +9,18 @@ OriginalStatusCode, OriginalMessage, LogStreamArn). Metrics are recorded per var
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 
-from emulator.aws_errors import ACCOUNT_ID, REGION, model_error
+from emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, model_error
 from emulator.endpoint import Endpoint, Instance
 from emulator.request_rules import invoke_rules
 
-__all__ = ["InvokeResult", "invoke"]
+__all__ = ["InvokeResult", "StreamAnswer", "StreamInterrupted", "invoke", "open_stream"]
 
 CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
 _MESSAGE_PREVIEW = 1024
@@ -61,6 +62,42 @@ async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _timeout_error(endpoint: str, instance: Instance, timeout_s: float) -> AwsError:
+    return model_error(
+        f"Your invocation timed out while waiting for a response from container primary "
+        f"(no answer within {timeout_s:g} s). Review the latency metrics for each container, "
+        f"resolve the issue, and try again. {_where(endpoint)}",
+        original_status=None,
+        original_message=None,
+        log_stream_arn=_log_stream_arn(endpoint, instance),
+    )
+
+
+def _connection_error(endpoint: str, instance: Instance, error: BaseException) -> AwsError:
+    return model_error(
+        f'Received server error (0) from primary with message "connection to the container '
+        f'failed: {error.__class__.__name__}: {error}". {_where(endpoint)}',
+        original_status=None,
+        original_message=None,
+        log_stream_arn=_log_stream_arn(endpoint, instance),
+    )
+
+
+def _status_error(endpoint: str, instance: Instance, status: int, payload: bytes) -> AwsError:
+    text = payload.decode(errors="replace")
+    kind = "client" if 400 <= status < 500 else "server"
+    return model_error(
+        f"Received {kind} error ({status}) from primary with message "
+        f'"{text[:_MESSAGE_PREVIEW]}". {_where(endpoint)}',
+        original_status=status,
+        original_message=text,
+        log_stream_arn=_log_stream_arn(endpoint, instance),
+    )
+
+
+_UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError)
+
+
 async def invoke(
     endpoint: Endpoint,
     body: bytes,
@@ -78,41 +115,27 @@ async def invoke(
     name = endpoint.spec.name
     timeout_s = endpoint.spec.invocation_timeout_s
     max_bytes = invoke_rules().max_body_bytes
-    url = f"http://{instance.address[0]}:{instance.address[1]}/invocations"
     metrics = endpoint.metrics.variant(instance.variant)
     started = time.perf_counter()
     arrived = received_at if received_at is not None else started
-    status: int | None = None
     try:
         async with endpoint.http.post(
-            url, data=body, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout_s)
+            instance.url("/invocations"),
+            data=body,
+            headers=dict(headers),
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as response:
             status = response.status
             payload = await _read_limited(response, max_bytes)
             model_done = time.perf_counter()
             content_type = response.headers.get("Content-Type", "application/octet-stream")
             attributes = response.headers.get(CUSTOM_ATTRIBUTES, "")
-    except TimeoutError:
-        elapsed = time.perf_counter() - started
-        metrics.record(status=None, model_us=int(elapsed * 1e6), total_us=int(elapsed * 1e6))
-        raise model_error(
-            f"Your invocation timed out while waiting for a response from container primary "
-            f"(no answer within {timeout_s:g} s). Review the latency metrics for each container, "
-            f"resolve the issue, and try again. {_where(name)}",
-            original_status=None,
-            original_message=None,
-            log_stream_arn=_log_stream_arn(name, instance),
-        ) from None
-    except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as error:
-        elapsed = time.perf_counter() - started
-        metrics.record(status=None, model_us=int(elapsed * 1e6), total_us=int(elapsed * 1e6))
-        raise model_error(
-            f'Received server error (0) from primary with message "connection to the container '
-            f'failed: {error.__class__.__name__}: {error}". {_where(name)}',
-            original_status=None,
-            original_message=None,
-            log_stream_arn=_log_stream_arn(name, instance),
-        ) from None
+    except (TimeoutError, *_UPSTREAM_ERRORS) as error:
+        elapsed_us = int((time.perf_counter() - started) * 1e6)
+        metrics.record(status=None, model_us=elapsed_us, total_us=elapsed_us)
+        if isinstance(error, TimeoutError):
+            raise _timeout_error(name, instance, timeout_s) from None
+        raise _connection_error(name, instance, error) from None
     model_us = int((model_done - started) * 1e6)
     if len(payload) > max_bytes:
         metrics.record(status=None, model_us=model_us, total_us=model_us)
@@ -124,18 +147,95 @@ async def invoke(
             log_stream_arn=_log_stream_arn(name, instance),
         )
     if status >= 300:
-        text = payload.decode(errors="replace")
-        kind = "client" if 400 <= status < 500 else "server"
         metrics.record(status=status, model_us=model_us, total_us=model_us)
-        refused = model_error(
-            f"Received {kind} error ({status}) from primary with message "
-            f'"{text[:_MESSAGE_PREVIEW]}". {_where(name)}',
-            original_status=status,
-            original_message=text,
-            log_stream_arn=_log_stream_arn(name, instance),
-        )
-        raise refused
+        raise _status_error(name, instance, status, payload)
     result = InvokeResult(payload, content_type, instance.variant, attributes)
     total_us = int((time.perf_counter() - arrived) * 1e6)
     metrics.record(status=status, model_us=model_us, total_us=total_us)
     return result
+
+
+@dataclass
+class StreamAnswer:
+    """A container's 2xx answer being streamed back as it arrives."""
+
+    content_type: str
+    variant: str
+    custom_attributes: str
+    chunks: AsyncIterator[bytes]
+
+
+class StreamInterrupted(Exception):
+    """The container stopped answering mid-stream (becomes a ModelStreamError event).
+
+    ``error_code`` is SageMaker's: ModelInvocationTimeExceeded or StreamBroken.
+    """
+
+    def __init__(self, message: str, error_code: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    endpoint: Endpoint,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    target_variant: str | None = None,
+) -> AsyncIterator[StreamAnswer]:
+    """InvokeEndpointWithResponseStream's container side: ``/invocations`` answered in chunks.
+
+    Errors before the first byte raise AwsError like :func:`invoke`; later ones make the
+    ``chunks`` iterator raise :class:`StreamInterrupted`. The invocation timeout applies to
+    each wait for data, so a long stream that keeps producing is never cut off.
+    """
+    instance = endpoint.choose(target_variant)
+    name = endpoint.spec.name
+    timeout_s = endpoint.spec.invocation_timeout_s
+    metrics = endpoint.metrics.variant(instance.variant)
+    started = time.perf_counter()
+    try:
+        response = await endpoint.http.post(
+            instance.url("/invocations"),
+            data=body,
+            headers=dict(headers),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_s),
+        )
+    except (TimeoutError, *_UPSTREAM_ERRORS) as error:
+        elapsed_us = int((time.perf_counter() - started) * 1e6)
+        metrics.record(status=None, model_us=elapsed_us, total_us=elapsed_us)
+        if isinstance(error, TimeoutError):
+            raise _timeout_error(name, instance, timeout_s) from None
+        raise _connection_error(name, instance, error) from None
+    status: int | None = response.status
+    try:
+        if response.status >= 300:
+            payload = await _read_limited(response, invoke_rules().max_body_bytes)
+            raise _status_error(name, instance, response.status, payload)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal status
+            try:
+                async for chunk in response.content.iter_any():
+                    yield chunk
+            except (TimeoutError, *_UPSTREAM_ERRORS) as error:
+                status = None
+                timed_out = isinstance(error, TimeoutError)
+                raise StreamInterrupted(
+                    f"the response stream from container primary "
+                    f"{'timed out' if timed_out else 'broke'} ({error.__class__.__name__}). "
+                    f"{_where(name)}",
+                    "ModelInvocationTimeExceeded" if timed_out else "StreamBroken",
+                ) from None
+
+        yield StreamAnswer(
+            content_type=response.headers.get("Content-Type", "application/octet-stream"),
+            variant=instance.variant,
+            custom_attributes=response.headers.get(CUSTOM_ATTRIBUTES, ""),
+            chunks=chunks(),
+        )
+    finally:
+        response.release()
+        elapsed_us = int((time.perf_counter() - started) * 1e6)
+        metrics.record(status=status, model_us=elapsed_us, total_us=elapsed_us)

@@ -39,6 +39,9 @@ def _python_pattern(java_pattern: str) -> re.Pattern[str]:
 class HeaderRule:
     member: str
     header: str
+    # The name the container receives it under: InvokeEndpoint's header for the same member
+    # (InvokeEndpointWithResponseStream's X-Amzn-SageMaker-Accept reaches it as Accept).
+    forward_as: str
     min_length: int
     max_length: int | None
     pattern: re.Pattern[str] | None
@@ -128,27 +131,38 @@ class InvokeRules:
                 raw_pattern=rule.raw_pattern,
                 sensitive=rule.sensitive,
             )
-            forwarded[rule.header] = value
+            forwarded[rule.forward_as] = value
         return forwarded
 
 
+def _header_name(shape: object, member: str) -> str | None:
+    members = getattr(shape, "members", {})
+    if member not in members or members[member].serialization.get("location") != "header":
+        return None
+    return str(members[member].serialization["name"]).lower()
+
+
 @functools.cache
-def invoke_rules() -> InvokeRules:
+def invoke_rules(operation: str = "InvokeEndpoint") -> InvokeRules:
+    """The input rules of ``operation`` (InvokeEndpoint or InvokeEndpointWithResponseStream)."""
     model = botocore.session.get_session().get_service_model("sagemaker-runtime")
-    shape = model.operation_model("InvokeEndpoint").input_shape
-    if shape is None:  # pragma: no cover - the model always has one
-        raise RuntimeError("botocore's sagemaker-runtime model has no InvokeEndpoint input")
+    shape = model.operation_model(operation).input_shape
+    plain = model.operation_model("InvokeEndpoint").input_shape
+    if shape is None or plain is None:  # pragma: no cover - the model always has them
+        raise RuntimeError(f"botocore's sagemaker-runtime model has no {operation} input")
     name_meta = shape.members["EndpointName"].metadata
     headers = []
     for member, member_shape in shape.members.items():
-        if member_shape.serialization.get("location") != "header":
+        header = _header_name(shape, member)
+        if header is None:
             continue
         meta = member_shape.metadata
         raw = meta.get("pattern")
         headers.append(
             HeaderRule(
                 member=member,
-                header=member_shape.serialization["name"].lower(),
+                header=header,
+                forward_as=_header_name(plain, member) or header,
                 min_length=int(meta.get("min", 0)),
                 max_length=int(meta["max"]) if "max" in meta else None,
                 pattern=_python_pattern(raw) if raw else None,
@@ -160,6 +174,8 @@ def invoke_rules() -> InvokeRules:
         endpoint_name_max=int(name_meta["max"]),
         endpoint_name_pattern=_python_pattern(name_meta["pattern"]),
         endpoint_name_raw_pattern=name_meta["pattern"],
-        max_body_bytes=int(shape.members["Body"].metadata["max"]),
+        # The streaming operation's model gives the body no max; the service applies the same
+        # 6 MiB request limit.
+        max_body_bytes=int(plain.members["Body"].metadata["max"]),
         headers=tuple(headers),
     )

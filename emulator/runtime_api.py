@@ -3,6 +3,7 @@
 Routes (the paths botocore's ``sagemaker-runtime`` model uses, plus conveniences):
 
 - ``POST /endpoints/{name}/invocations``       InvokeEndpoint
+- ``POST /endpoints/{name}/invocations-response-stream``  InvokeEndpointWithResponseStream
 - ``POST /endpoints/{name}/async-invocations`` InvokeEndpointAsync (not configured: ValidationError)
 - ``GET /ping``, ``POST /invocations``          straight to the endpoint's container, for curl
 - ``GET /metrics``                              per-variant metrics, Prometheus text
@@ -27,12 +28,14 @@ from starlette.routing import Route
 
 from emulator.aws_errors import ACCOUNT_ID, AwsError, validation_error
 from emulator.endpoint import Endpoint, EndpointStatus
-from emulator.invocation import CUSTOM_ATTRIBUTES, invoke
+from emulator.eventstream import exception_message, payload_part
+from emulator.invocation import CUSTOM_ATTRIBUTES, StreamInterrupted, invoke, open_stream
 from emulator.request_rules import invoke_rules
 
 __all__ = ["RuntimeApi", "create_app"]
 
 TARGET_VARIANT = "x-amzn-sagemaker-target-variant"
+STREAM_SUFFIX = "/invocations-response-stream"
 # Headers the runtime API understands but does not pass to the container.
 _NOT_FORWARDED = {TARGET_VARIANT}
 
@@ -87,6 +90,7 @@ class RuntimeApi:
     def __init__(self, endpoints: Mapping[str, Endpoint]) -> None:
         self.endpoints = endpoints
         self.rules = invoke_rules()
+        self.stream_rules = invoke_rules("InvokeEndpointWithResponseStream")
         self.others = Starlette(
             routes=[
                 Route("/endpoints/{name}/async-invocations", self.invoke_async, methods=["POST"]),
@@ -108,6 +112,11 @@ class RuntimeApi:
             name = path[len("/endpoints/") : -len("/invocations")]
             if "/" not in name:
                 await self.invoke_endpoint(scope, receive, send, name)
+                return
+        if scope["type"] == "http" and scope["method"] == "POST" and path.endswith(STREAM_SUFFIX):
+            name = path[len("/endpoints/") : -len(STREAM_SUFFIX)]
+            if path.startswith("/endpoints/") and "/" not in name:
+                await self.invoke_stream(scope, receive, send, name)
                 return
         await self.others(scope, receive, send)
 
@@ -148,6 +157,36 @@ class RuntimeApi:
             "x-amzn-requestid": request_id,
         }
         await _send(send, 200, answer_headers, result.body)
+
+    async def invoke_stream(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        """InvokeEndpointWithResponseStream: container chunks out as PayloadPart events."""
+        request_id = str(uuid.uuid4())
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            endpoint = self.lookup(name)
+            forwarded = self.stream_rules.forwarded_headers(headers)
+            target = forwarded.pop(TARGET_VARIANT, None)
+            body = await _read_body(receive, headers, self.stream_rules.max_body_bytes, request_id)
+            async with open_stream(endpoint, body, forwarded, target_variant=target) as answer:
+                start_headers = {
+                    "content-type": "application/vnd.amazon.eventstream",
+                    "x-amzn-sagemaker-content-type": answer.content_type,
+                    "x-amzn-invoked-production-variant": answer.variant,
+                    CUSTOM_ATTRIBUTES: answer.custom_attributes,
+                    "x-amzn-requestid": request_id,
+                }
+                raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in start_headers.items()]
+                await send({"type": "http.response.start", "status": 200, "headers": raw})
+                try:
+                    async for chunk in answer.chunks:
+                        event = payload_part(chunk)
+                        await send({"type": "http.response.body", "body": event, "more_body": True})
+                except StreamInterrupted as broken:
+                    failure = exception_message("ModelStreamError", str(broken), broken.error_code)
+                    await send({"type": "http.response.body", "body": failure, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except AwsError as error:
+            await _send(send, error.status, error.headers(request_id), error.body())
 
     async def invoke_async(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())

@@ -21,15 +21,18 @@ from emulator.errors import ImageNotFoundError
 Handler = Callable[[str, str, Mapping[str, str], bytes], tuple[int, dict[str, str], bytes]]
 
 
+def _directives(headers: Mapping[str, str]) -> dict[str, str]:
+    attrs = headers.get("x-amzn-sagemaker-custom-attributes", "")
+    return dict(part.split("=", 1) for part in attrs.replace(";", ",").split(",") if "=" in part)
+
+
 def echo_handler(
     method: str, path: str, headers: Mapping[str, str], body: bytes
 ) -> tuple[int, dict[str, str], bytes]:
     if path == "/ping":
         return 200, {}, b""
     attrs = headers.get("x-amzn-sagemaker-custom-attributes", "")
-    directives = dict(
-        part.split("=", 1) for part in attrs.replace(";", ",").split(",") if "=" in part
-    )
+    directives = _directives(headers)
     if "sleep" in directives:
         time.sleep(float(directives["sleep"]))
     reply = {"content-type": headers.get("content-type", "application/octet-stream")}
@@ -104,7 +107,29 @@ class FakeBackend:
                 else:
                     container.requests.append((self.path, headers, body))
                 status, reply_headers, reply = image.handler(self.command, self.path, headers, body)
+                directives = _directives(headers)
+                if "stream" in directives:
+                    self._stream(reply, int(directives["stream"]), "break" in directives)
+                    return
                 self._reply(status, reply_headers, reply)
+
+            def _stream(self, body: bytes, parts: int, broken: bool) -> None:
+                """Answer in ``parts`` chunks (chunked encoding); ``broken``: hang up midway."""
+                self.send_response(200)
+                self.send_header("content-type", "text/plain")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                size = max(1, -(-len(body) // parts))
+                for number, start in enumerate(range(0, len(body), size)):
+                    piece = body[start : start + size]
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    self.wfile.flush()
+                    if broken and number == 0:
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                    time.sleep(0.05)
+                self.wfile.write(b"0\r\n\r\n")
 
             def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
                 self.send_response(status)

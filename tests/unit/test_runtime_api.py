@@ -251,3 +251,55 @@ def test_unhealthy_instance_is_replaced(tmp_path: Path) -> None:
             __import__("time").sleep(0.05)
     assert len(backend.containers) >= 2
     assert backend.stopped  # the unhealthy one was stopped
+
+
+def _stream(client: Any, **params: Any) -> tuple[dict[str, Any], list[bytes]]:
+    response = client.invoke_endpoint_with_response_stream(EndpointName="echo-ep", **params)
+    parts = [event["PayloadPart"]["Bytes"] for event in response["Body"]]
+    return response, parts
+
+
+def test_response_stream_delivers_chunks_as_payload_parts(endpoint: Serving) -> None:
+    client: Any = endpoint.runtime_client()
+    body = b"0123456789" * 30
+    response, parts = _stream(client, Body=body, CustomAttributes="stream=3")
+    assert b"".join(parts) == body
+    assert len(parts) >= 2
+    assert response["ContentType"] == "text/plain"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+
+
+def test_response_stream_accept_reaches_the_container_as_accept(endpoint: Serving) -> None:
+    client: Any = endpoint.runtime_client()
+    _, parts = _stream(
+        client, Body=b"{}", Accept="application/jsonlines", CustomAttributes="echo-headers=1"
+    )
+    seen = json.loads(b"".join(parts))
+    assert seen["accept"] == "application/jsonlines"
+    assert "x-amzn-sagemaker-accept" not in seen
+
+
+def test_response_stream_container_error_is_a_model_error(
+    backend: FakeBackend, tmp_path: Path
+) -> None:
+    spec = build_spec(name="strict-stream", variants=[{"image": "json-only"}])
+    with serving(spec, backend, tmp_path) as handle:
+        client: Any = handle.runtime_client()
+        with pytest.raises(client.exceptions.ModelError) as caught:
+            client.invoke_endpoint_with_response_stream(
+                EndpointName="strict-stream", Body=b"x", ContentType="text/plain"
+            )
+    assert caught.value.response["OriginalStatusCode"] == 415
+
+
+def test_response_stream_broken_midway_is_a_model_stream_error(endpoint: Serving) -> None:
+    from botocore.exceptions import EventStreamError
+
+    client: Any = endpoint.runtime_client()
+    response = client.invoke_endpoint_with_response_stream(
+        EndpointName="echo-ep", Body=b"abcdef" * 100, CustomAttributes="stream=4,break=1"
+    )
+    with pytest.raises(EventStreamError) as caught:
+        for _ in response["Body"]:
+            pass
+    assert caught.value.response["Error"]["Code"] == "ModelStreamError"
