@@ -160,8 +160,12 @@ def _build_spec(
 @app.command()
 def serve(
     image: Annotated[
-        str, typer.Argument(help="The inference image, e.g. smlocal/sklearn-iris:latest.")
-    ],
+        str | None,
+        typer.Argument(
+            help="The inference image, e.g. smlocal/sklearn-iris:latest. Omit it to serve an "
+            "endpoint from the project's smlocal.toml (several variants, weights, profiles)."
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -201,6 +205,16 @@ def serve(
     ping_interval: Annotated[
         float, typer.Option(help="Seconds between health checks once InService.")
     ] = 5.0,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Config file (default: nearest smlocal.toml or [tool.smlocal])."),
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Which endpoint of the config file to serve.")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Config profile, e.g. dev, test or prod.")
+    ] = None,
     detach: Annotated[
         bool,
         typer.Option("--detach", "-d", help="Return once InService; stop with `smlocal stop`."),
@@ -218,22 +232,31 @@ def serve(
     (`/endpoints/NAME/invocations`, or plainly `/invocations`) or `smlocal invoke NAME`.
 
     Example: smlocal serve smlocal/sklearn-iris:latest --model containers/sklearn/build/model.tar.gz
+
+    Without IMAGE, the endpoint comes from smlocal.toml (or [tool.smlocal] in pyproject.toml):
+    several production variants with weights (A/B tests; TargetVariant pins a request) and
+    dev/test/prod profiles. See emulator/config.py for the format.
     """
     from emulator.errors import SmlocalError
 
     _setup_logging(verbose)
     environment = _parse_env(env or [], env_file)
     try:
-        spec = _build_spec(
-            image=image,
-            model=model,
-            name=name,
-            env=environment,
-            instance_type=instance_type,
-            instance_count=instance_count,
-            startup_timeout=startup_timeout,
-            invocation_timeout=invocation_timeout,
-        )
+        if image is None:
+            from emulator.config import load_config
+
+            spec = load_config(config, profile).endpoint(endpoint)
+        else:
+            spec = _build_spec(
+                image=image,
+                model=model,
+                name=name,
+                env=environment,
+                instance_type=instance_type,
+                instance_count=instance_count,
+                startup_timeout=startup_timeout,
+                invocation_timeout=invocation_timeout,
+            )
         if detach:
             _serve_detached(spec.name, port)
             return

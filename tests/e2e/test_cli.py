@@ -173,3 +173,38 @@ def test_busy_port_is_a_clear_error(docker_images: None, smlocal_home: Path) -> 
     assert result.returncode == 2
     assert "already in use" in result.stderr
     assert os.environ.get("SMLOCAL_HOME")
+
+
+def test_serve_from_config_with_two_weighted_variants(
+    docker_images: None, smlocal_home: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "smlocal.toml").write_text(
+        f"""
+[endpoints.ab-test]
+[[endpoints.ab-test.variants]]
+name = "Blue"
+image = "{fixture_image("echo")}"
+weight = 1
+[[endpoints.ab-test.variants]]
+name = "Green"
+image = "{fixture_image("echo")}"
+weight = 1
+"""
+    )
+    started = subprocess.run(
+        [SMLOCAL, "serve", "--port", "0", "--detach"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        assert len(containers_of("ab-test")) == 2
+        pinned = smlocal("invoke", "ab-test", "--body", "{}", "--target-variant", "Green")
+        assert pinned.returncode == 0, pinned.stderr
+        assert "variant Green" in pinned.stderr
+    finally:
+        smlocal("stop", "ab-test")
+    assert not containers_of("ab-test")
