@@ -1,11 +1,287 @@
-"""The `smlocal` commands for the loadtest capability (registered on the main typer app)."""
+"""The ``smlocal loadtest`` command (registered on the main typer app).
+
+Thin: parses options, picks the target, and hands over to :mod:`loadtests` (imported inside
+the command, so ``smlocal --help`` never loads Locust, matplotlib or boto3).
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from loadtests.session import LoadTestOutcome
+    from loadtests.target import Endpoint
 
 __all__ = ["register"]
 
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+@contextlib.contextmanager
+def _endpoint(
+    target: str,
+    *,
+    image: str | None,
+    model: str | None,
+    instance_type: str,
+    instance_count: int,
+    region: str | None,
+    endpoint_url: str | None,
+) -> Iterator[Endpoint]:
+    from loadtests.target import (
+        AWS_PREFIX,
+        Endpoint,
+        resolve_aws,
+        resolve_local,
+        started_endpoint,
+    )
+
+    if target.startswith(AWS_PREFIX):
+        yield resolve_aws(target.removeprefix(AWS_PREFIX), region, endpoint_url)
+    elif image is not None:
+        err.print(f"starting {escape(image)} as [bold]{escape(target)}[/] ...")
+        with started_endpoint(target, image, model, instance_type, instance_count) as endpoint:
+            yield endpoint
+    elif endpoint_url is not None:
+        yield Endpoint(name=target, url=endpoint_url.rstrip("/"), kind="local")
+    else:
+        yield resolve_local(target)
+
+
+def _print_outcome(outcome: LoadTestOutcome) -> None:
+    from rich.table import Table
+
+    table = Table(title="steps (Locust statistics)", title_justify="left")
+    for column in ("users", "requests", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(column, justify="right")
+    table.add_column("errors")
+    for s in outcome.steps:
+        table.add_row(
+            str(s.users),
+            str(s.requests),
+            str(s.failures),
+            f"{s.rps:.1f}",
+            *(f"{v:g}" if v is not None else "-" for v in (s.p50_ms, s.p95_ms, s.p99_ms)),
+            ", ".join(f"{k}: {n}" for k, n in sorted(s.errors.items())),
+        )
+    out.print(table)
+    search, advice = outcome.search, outcome.advice
+    if search is not None:
+        out.print(f"stopped: {escape(search.stop_reason)}")
+    if advice is not None:
+        out.print(f"MAX_RPS (one instance): [bold]{advice.max_rps:.1f}[/]")
+        out.print(
+            f"SageMakerVariantInvocationsPerInstance target: [bold]"
+            f"{advice.target_invocations_per_instance:g}[/] "
+            f"(= {advice.max_rps:.1f} x {advice.safety_factor:g} x 60)"
+        )
+        out.print(f"instances: min {advice.min_instances}, max {advice.max_instances}")
+        if advice.cost_per_hour_usd is not None:
+            low, high = advice.cost_per_hour_usd
+            out.print(
+                f"cost/hour ({advice.instance_type}): ${low:.3f} - ${high:.3f} "
+                f"[dim]({escape(advice.price_note)})[/]"
+            )
+    elif search is not None:
+        out.print("[yellow]no step kept the bound; no MAX_RPS[/]")
+    if outcome.generator_cpu_warning:
+        err.print(
+            "[yellow]warning:[/] Locust ran out of CPU — figures may measure the load "
+            "generator; add --workers"
+        )
+    out.print(f"summary: {outcome.summary_path}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this capability's commands to ``app``."""
+    """Add ``smlocal loadtest`` to ``app``."""
+
+    @app.command()
+    def loadtest(  # noqa: PLR0917 - typer takes its options as parameters
+        target: Annotated[
+            str,
+            typer.Argument(
+                metavar="TARGET",
+                help="Local endpoint name (see `smlocal ps`; with --image: the name to give "
+                "it), or aws:ENDPOINT_NAME for a real SageMaker endpoint.",
+            ),
+        ],
+        payload: Annotated[
+            Path,
+            typer.Option(
+                exists=True,
+                dir_okay=False,
+                help="Request body file, or .jsonl with one request per line.",
+            ),
+        ],
+        content_type: Annotated[str, typer.Option(help="Content-Type of bodies.")] = (
+            "application/json"
+        ),
+        target_variant: Annotated[
+            str | None, typer.Option(help="Send every request to this variant.")
+        ] = None,
+        users: Annotated[int, typer.Option(min=1, help="Concurrent users (fixed run).")] = 4,
+        spawn_rate: Annotated[
+            float | None, typer.Option(help="Users started per second (default: all at once).")
+        ] = None,
+        duration: Annotated[float, typer.Option(min=1, help="Seconds (fixed run).")] = 30,
+        find_max_: Annotated[
+            bool,
+            typer.Option("--find-max", help="Step users up until p95 or errors break the bound."),
+        ] = False,
+        latency_slo: Annotated[
+            float | None, typer.Option(help="p95 bound in ms (default: 2x the unloaded p95).")
+        ] = None,
+        step_seconds: Annotated[float, typer.Option(min=2, help="Seconds per step.")] = 10,
+        max_steps: Annotated[int, typer.Option(min=1, max=20, help="Most steps.")] = 8,
+        user_steps: Annotated[
+            str | None, typer.Option(help="Users per step, e.g. 1,2,4,8 (default: doubling).")
+        ] = None,
+        workers: Annotated[
+            int, typer.Option(min=0, help="Locust worker processes (0: one local process).")
+        ] = 0,
+        report: Annotated[Path, typer.Option(help="Report directory.")] = Path("loadtest-report"),
+        image: Annotated[
+            str | None, typer.Option(help="Start this image as the endpoint for the test.")
+        ] = None,
+        model: Annotated[str | None, typer.Option(help="Model for --image.")] = None,
+        instance_type: Annotated[
+            str, typer.Option(help="Instance type (limits for --image; pricing).")
+        ] = "ml.m5.large",
+        instance_count: Annotated[
+            int, typer.Option(min=1, max=20, help="Instances behind the endpoint.")
+        ] = 1,
+        compare_instances: Annotated[
+            int | None,
+            typer.Option(
+                min=2, max=20, help="With --image: the same fixed load on 1 and on N instances."
+            ),
+        ] = None,
+        safety_factor: Annotated[float, typer.Option(min=0.01, max=1.0)] = 0.5,
+        peak_rps: Annotated[
+            float | None, typer.Option(help="Expected peak RPS (for max instances).")
+        ] = None,
+        base_rps: Annotated[
+            float | None, typer.Option(help="Expected base RPS (for min instances).")
+        ] = None,
+        price_per_hour: Annotated[
+            float | None, typer.Option(help="USD per instance-hour (overrides the table).")
+        ] = None,
+        region: Annotated[str | None, typer.Option(help="AWS region for aws:NAME.")] = None,
+        endpoint_url: Annotated[
+            str | None, typer.Option(help="Runtime API URL instead of the default.")
+        ] = None,
+    ) -> None:
+        """Load-test an endpoint with Locust; with --find-max, find MAX_RPS and scaling advice.
+
+        Example: smlocal loadtest iris --image smlocal/sklearn-iris:latest
+        --model containers/sklearn/build/model.tar.gz --payload payload.json --find-max
+        """
+        from emulator.errors import SmlocalError
+        from loadtests.findmax import FindMaxSettings
+        from loadtests.live import LiveView
+        from loadtests.report import RunInfo
+        from loadtests.runner import LocustError, LocustTarget
+        from loadtests.session import LoadTestOptions, run_loadtest
+
+        if compare_instances is not None:
+            if image is None:
+                raise typer.BadParameter("--compare-instances needs --image")
+            # Scaling shows at saturation: the same fixed load (--users, --duration) on 1
+            # and on N instances, not find-max (whose first step is latency-bound).
+            find_max_ = False
+        steps = tuple(int(u) for u in user_steps.split(",")) if user_steps else ()
+        settings = FindMaxSettings(
+            step_s=step_seconds, max_steps=max_steps, latency_slo_ms=latency_slo, user_steps=steps
+        )
+        counts = [1, compare_instances] if compare_instances else [instance_count]
+        outcomes = []
+        try:
+            for count in counts:
+                report_dir = report / f"instances-{count}" if compare_instances else report
+                with _endpoint(
+                    target,
+                    image=image,
+                    model=model,
+                    instance_type=instance_type,
+                    instance_count=count,
+                    region=region,
+                    endpoint_url=endpoint_url,
+                ) as endpoint:
+                    locust_target = LocustTarget(
+                        host=endpoint.url,
+                        payload=payload,
+                        endpoint=endpoint.name,
+                        content_type=content_type,
+                        target_variant=target_variant,
+                        sigv4_region=endpoint.region if endpoint.kind == "aws" else None,
+                        workers=workers,
+                    )
+                    info = RunInfo(
+                        endpoint_name=endpoint.name,
+                        target_kind=endpoint.kind,
+                        url=endpoint.url,
+                        mode="find-max" if find_max_ else "fixed",
+                        instance_type=instance_type,
+                        instance_count=count,
+                        workers=workers,
+                        target_variant=target_variant,
+                    )
+                    options = LoadTestOptions(
+                        report_dir=report_dir,
+                        users=users,
+                        spawn_rate=spawn_rate,
+                        duration_s=duration,
+                        find_max=settings if find_max_ else None,
+                        safety_factor=safety_factor,
+                        peak_rps=peak_rps,
+                        base_rps=base_rps,
+                        price_per_hour=price_per_hour,
+                    )
+                    with LiveView(err) as view:
+
+                        def progress(
+                            label: str, snapshot: dict[str, object], count: int = count
+                        ) -> None:
+                            view.label = f"{endpoint.name} ({count} instance(s)) — {label}"
+                            view.update(snapshot)
+
+                        outcome = run_loadtest(locust_target, info, options, progress)
+                outcomes.append(outcome)
+                _print_outcome(outcome)
+        except (SmlocalError, LocustError) as error:
+            err.print(f"[bold red]error:[/] {escape(str(error))}")
+            raise typer.Exit(getattr(error, "exit_code", 1)) from None
+        if compare_instances:
+            _print_comparison(outcomes, compare_instances, report)
+
+
+def _print_comparison(outcomes: list[LoadTestOutcome], count: int, report: Path) -> None:
+    import json
+    import os
+
+    one, many = (o.steps[0].rps if o.steps[0].requests else None for o in outcomes)
+    ratio = many / one if one and many else None
+    result = {
+        "instances": [1, count],
+        "users": outcomes[0].steps[0].users,
+        "requests_per_second": [one, many],
+        "speedup": ratio,
+        "host_cpus": os.cpu_count(),
+    }
+    (report / "compare-instances.json").write_text(json.dumps(result, indent=2) + "\n")
+    if ratio is None:
+        out.print("[yellow]no request completed on one of the runs; no comparison[/]")
+        return
+    out.print(
+        f"{count} instances: {many:.1f} req/s vs 1 instance: {one:.1f} req/s "
+        f"= [bold]{ratio:.2f}x[/] (ideal {count}x; this host has {os.cpu_count()} CPUs "
+        "shared by the containers, the emulator and Locust)"
+    )

@@ -1,1 +1,37 @@
-"""loadtests package."""
+"""Load tests for SageMaker endpoints with Locust: local or real, max RPS, autoscaling advice.
+
+Public API (the ``smlocal loadtest`` command is a thin wrapper around it):
+
+- :func:`run_loadtest` with :class:`LoadTestOptions` and a :class:`LocustTarget` — one run,
+  fixed load or ``find_max`` (:class:`FindMaxSettings`), writing the report directory;
+- :func:`advise` — AWS's target-tracking rule applied to a MAX_RPS;
+- :func:`load_payloads`, :func:`classify` — payload files and error kinds.
+
+Modules: ``locustfile`` (the Locust user), ``runner`` (Locust processes), ``stats`` (Locust's
+CSV), ``findmax``, ``advice``, ``pricing``, ``report``, ``live``, ``target``, ``session``;
+benchmarks ``bench_generator_ceiling``, ``compare_instances``, ``bench_runtime_api``.
+Importing this package does not import Locust (it monkey-patches with gevent).
+"""
+
+from loadtests.advice import ScalingAdvice, advise
+from loadtests.errors import classify
+from loadtests.findmax import FindMaxResult, FindMaxSettings
+from loadtests.payloads import Payload, load_payloads
+from loadtests.report import RunInfo
+from loadtests.runner import LocustTarget
+from loadtests.session import LoadTestOptions, LoadTestOutcome, run_loadtest
+
+__all__ = [
+    "FindMaxResult",
+    "FindMaxSettings",
+    "LoadTestOptions",
+    "LoadTestOutcome",
+    "LocustTarget",
+    "Payload",
+    "RunInfo",
+    "ScalingAdvice",
+    "advise",
+    "classify",
+    "load_payloads",
+    "run_loadtest",
+]

@@ -1,0 +1,142 @@
+"""The files a load test leaves: ``loadtest-summary.json`` and ``loadtest.png``.
+
+Every figure in the summary is copied from Locust's CSV statistics (:mod:`loadtests.stats`);
+the only derived numbers are the advice (AWS's formula applied to MAX_RPS). The summary is
+``smlocal promote``'s autoscaling input; its fields are documented in loadtests/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtests.advice import SCALE_IN_COOLDOWN_S, SCALE_OUT_COOLDOWN_S, ScalingAdvice
+from loadtests.stats import StepStats
+
+__all__ = ["SUMMARY_FILE", "SUMMARY_SCHEMA", "RunInfo", "plot_steps", "write_summary"]
+
+SUMMARY_FILE = "loadtest-summary.json"
+SUMMARY_SCHEMA = "smlocal.loadtest-summary/1"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What was tested and how (target, mode, generator)."""
+
+    endpoint_name: str
+    target_kind: str  # "local", "image" or "aws"
+    url: str
+    mode: str  # "find-max" or "fixed"
+    instance_type: str
+    instance_count: int
+    workers: int
+    target_variant: str | None = None
+
+
+def _step_json(step: StepStats, report_dir: Path) -> dict[str, Any]:
+    fields = asdict(step)
+    prefix = Path(fields.pop("csv_prefix"))
+    fields["stats_csv"] = str(Path(f"{prefix}_final_stats.csv").relative_to(report_dir))
+    fields["failures_csv"] = str(Path(f"{prefix}_final_failures.csv").relative_to(report_dir))
+    fields["html"] = str(Path(f"{prefix}_report.html").relative_to(report_dir))
+    return fields
+
+
+def write_summary(
+    report_dir: Path,
+    info: RunInfo,
+    steps: Sequence[StepStats],
+    *,
+    advice: ScalingAdvice | None,
+    find_max: dict[str, Any] | None,
+    generator_cpu_warning: bool,
+    files: dict[str, str],
+) -> Path:
+    """Write ``loadtest-summary.json`` in ``report_dir`` and return its path."""
+    errors: dict[str, int] = {}
+    for step in steps:
+        for kind, count in step.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+    summary: dict[str, Any] = {
+        "schema": SUMMARY_SCHEMA,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "endpoint_name": info.endpoint_name,
+        "target": {"kind": info.target_kind, "url": info.url, "variant": info.target_variant},
+        "mode": info.mode,
+        "instance_type": info.instance_type,
+        "instance_count": info.instance_count,
+        "max_rps": advice.max_rps if advice else None,
+        "metric": "SageMakerVariantInvocationsPerInstance",
+        "safety_factor": advice.safety_factor if advice else None,
+        "target_invocations_per_instance": (
+            advice.target_invocations_per_instance if advice else None
+        ),
+        "min_instances": advice.min_instances if advice else None,
+        "max_instances": advice.max_instances if advice else None,
+        "peak_rps": advice.peak_rps if advice else None,
+        "base_rps": advice.base_rps if advice else None,
+        "scale_in_cooldown_s": SCALE_IN_COOLDOWN_S,
+        "scale_out_cooldown_s": SCALE_OUT_COOLDOWN_S,
+        "price_per_instance_hour_usd": advice.price_per_instance_hour_usd if advice else None,
+        "cost_per_hour_usd": (
+            dict(zip(("min", "max"), advice.cost_per_hour_usd, strict=True))
+            if advice and advice.cost_per_hour_usd
+            else None
+        ),
+        "price_source": advice.price_note if advice else None,
+        "find_max": find_max,
+        "totals": {
+            "requests": sum(s.requests for s in steps),
+            "failures": sum(s.failures for s in steps),
+        },
+        "errors": errors,
+        "steps": [_step_json(step, report_dir) for step in steps],
+        "generator": {"workers": info.workers, "cpu_warning": generator_cpu_warning},
+        "files": files,
+    }
+    path = report_dir / SUMMARY_FILE
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def plot_steps(
+    steps: Sequence[StepStats], path: Path, *, bound_ms: float | None, best: StepStats | None
+) -> Path:
+    """PNG of p50/p95/p99 latency (left axis) and Requests/s (right axis) against users."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: the plot is a file
+    from matplotlib import pyplot as plt
+
+    users = [s.users for s in steps]
+    figure, latency_axis = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for label, values in (
+        ("p50", [s.p50_ms for s in steps]),
+        ("p95", [s.p95_ms for s in steps]),
+        ("p99", [s.p99_ms for s in steps]),
+    ):
+        latency_axis.plot(users, [v if v is not None else float("nan") for v in values],
+                          marker="o", label=f"{label} ms")  # fmt: skip
+    if bound_ms is not None:
+        latency_axis.axhline(bound_ms, color="grey", linestyle="--", label="p95 bound")
+    latency_axis.set_xlabel("users")
+    latency_axis.set_ylabel("latency (ms)")
+    if len(users) > 1:
+        latency_axis.set_xscale("log", base=2)
+    rps_axis = latency_axis.twinx()
+    rps_axis.plot(users, [s.rps for s in steps], color="black", marker="s", label="requests/s")
+    rps_axis.set_ylabel("requests/s")
+    if best is not None:
+        rps_axis.annotate(f"MAX_RPS {best.rps:.1f}", (best.users, best.rps),
+                          textcoords="offset points", xytext=(5, 5))  # fmt: skip
+    handles = latency_axis.get_legend_handles_labels()[0] + rps_axis.get_legend_handles_labels()[0]
+    latency_axis.legend(handles=handles, loc="upper left", fontsize="small")
+    latency_axis.set_title("latency and throughput against users (Locust statistics)")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

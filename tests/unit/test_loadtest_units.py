@@ -1,0 +1,133 @@
+"""Load-test building blocks without Locust or Docker: payloads, error kinds, search, advice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loadtests.advice import advise
+from loadtests.errors import classify, parse_kind
+from loadtests.findmax import FindMaxSettings, find_max
+from loadtests.payloads import load_payloads
+from loadtests.stats import StepStats, read_step
+
+
+def test_jsonl_lines_are_bodies_or_envelopes(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(
+        '{"instances": [[1, 2]]}\n\n'
+        '{"body": {"x": 1}, "custom_attributes": "status=500"}\n'
+        '{"body": "5.1,3.5", "content_type": "text/csv"}\n'
+        '{"body": 1, "other": 2}\n'
+    )
+    payloads = load_payloads(path, target_variant="B")
+    assert [p.body for p in payloads] == [
+        b'{"instances": [[1, 2]]}',
+        b'{"x": 1}',
+        b"5.1,3.5",
+        b'{"body": 1, "other": 2}',
+    ]
+    assert payloads[1].headers() == {
+        "Content-Type": "application/json",
+        "X-Amzn-SageMaker-Custom-Attributes": "status=500",
+        "X-Amzn-SageMaker-Target-Variant": "B",
+    }
+    assert payloads[2].content_type == "text/csv"
+
+
+def test_plain_file_is_one_body_and_broken_lines_are_named(tmp_path: Path) -> None:
+    single = tmp_path / "p.json"
+    single.write_bytes(b'{"a": 1}\n')
+    assert [p.body for p in load_payloads(single)] == [b'{"a": 1}\n']
+    broken = tmp_path / "b.jsonl"
+    broken.write_text('{"a": 1}\n{nope\n')
+    with pytest.raises(ValueError, match=r"b\.jsonl:2"):
+        load_payloads(broken)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "kind"),
+    [
+        (200, {}, b"ok", None),
+        (
+            424,
+            {"x-amzn-errortype": "ModelError"},
+            b'{"OriginalStatusCode": 500}',
+            "ModelError(500)",
+        ),
+        (400, {"X-Amzn-ErrorType": "ValidationError:http://x"}, b"{}", "ValidationError"),
+        (400, {}, b'{"__type": "com.amazon#ThrottlingException"}', "Throttling"),
+        (429, {}, b"", "Throttling"),
+        (0, {}, b"", "ConnectionError"),
+        (503, {"x-amzn-errortype": "ServiceUnavailable"}, b"", "ServiceUnavailable(503)"),
+        (502, {}, b"<html>", "HTTP(502)"),
+    ],
+)
+def test_error_kinds(status: int, headers: dict[str, str], body: bytes, kind: str | None) -> None:
+    assert classify(status, headers, body) == kind
+
+
+def test_locust_error_cells_parse_back_to_kinds() -> None:
+    assert parse_kind("ModelError(500)") == "ModelError(500)"
+    assert parse_kind("CatchResponseError('Throttling')") == "Throttling"
+
+
+def _step(users: int, rps: float, p95: float, failures: int = 0) -> StepStats:
+    errors = {"ModelError(500)": failures} if failures else {}
+    return StepStats(users, 100, failures, rps, p95 / 2, p95, p95, p95 / 2, errors)
+
+
+def test_find_max_stops_at_twice_the_unloaded_p95() -> None:
+    script = {1: _step(1, 100, 5), 2: _step(2, 190, 8), 4: _step(4, 260, 11), 8: _step(8, 270, 30)}
+    seen: list[int] = []
+
+    def run(users: int) -> StepStats:
+        seen.append(users)
+        return script[users]
+
+    result = find_max(run, FindMaxSettings(max_steps=6))
+    assert seen == [1, 2, 4]
+    assert result.latency_bound_ms == 10
+    assert result.max_rps == 190  # the 4-user step broke the bound already
+    assert "p95 11 ms > bound 10 ms at 4 users" in result.stop_reason
+
+
+def test_find_max_stops_at_the_first_error_and_obeys_an_slo() -> None:
+    script = {1: _step(1, 100, 5), 2: _step(2, 200, 6, failures=1)}
+    result = find_max(script.__getitem__, FindMaxSettings(latency_slo_ms=50))
+    assert result.latency_bound_ms == 50
+    assert result.max_rps == 100
+    assert "ModelError(500) x1" in result.stop_reason
+
+
+def test_advice_follows_aws_rule() -> None:
+    advice = advise(200.0, "ml.m5.large", peak_rps=1000, base_rps=150)
+    assert advice.target_invocations_per_instance == 200.0 * 0.5 * 60
+    assert (advice.min_instances, advice.max_instances) == (2, 10)
+    assert advice.cost_per_hour_usd == (0.23, 1.15)
+    assert "us-east-1" in advice.price_note
+    unknown = advise(10.0, "ml.g6.xlarge")
+    assert unknown.cost_per_hour_usd is None
+    assert (unknown.min_instances, unknown.max_instances) == (1, 1)
+    assert advise(10.0, "ml.g6.xlarge", price_override=2.0).cost_per_hour_usd == (2.0, 2.0)
+
+
+def test_stats_come_from_the_aggregated_row(tmp_path: Path) -> None:
+    header = (
+        "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
+        "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
+        "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%"
+    )
+    (tmp_path / "s_final_stats.csv").write_text(
+        f"{header}\nPOST,/x,10,2,3,3.5,1,9,10,4.5,0.9,3,3,4,4,5,6,7,8,9,9,9\n"
+        ",Aggregated,10,2,3,3.5,1,9,10,4.5,0.9,3,3,4,4,5,6,7,8,9,9,9\n"
+    )
+    (tmp_path / "s_final_failures.csv").write_text(
+        "Method,Name,Error,Occurrences\nPOST,/x,ModelError(500),2\n"
+    )
+    step = read_step(tmp_path / "s", users=3)
+    assert (step.requests, step.failures, step.rps, step.p95_ms) == (10, 2, 4.5, 6.0)
+    assert step.errors == {"ModelError(500)": 2}
+    assert json.dumps(step.errors)
