@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.smlocal-installed
 SKLEARN_MODEL := containers/sklearn/build/model.tar.gz
 SKLEARN_IMAGE := smlocal/sklearn-iris:latest
+TRANSFORMERS_MODEL := containers/transformers/build/model.tar.gz
+TRANSFORMERS_IMAGE := smlocal/transformers-text:latest
 
-.PHONY: help demo test venv docker base-image sklearn-image fixtures lint unit integration
+.PHONY: help demo test venv docker base-image sklearn-image transformers-image fixtures lint unit
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,7 +19,7 @@ help: ## this list
 demo: venv docker sklearn-image ## train, build, serve and invoke the reference sklearn container
 	$(BIN)/python scripts/demo.py
 
-test: venv docker sklearn-image fixtures ## lint, type-check and run every test (Docker ones included)
+test: venv docker sklearn-image transformers-image fixtures ## lint, type-check and run every test (Docker ones included)
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -q
 
@@ -49,6 +51,12 @@ $(SKLEARN_MODEL): venv containers/sklearn/train.py
 
 sklearn-image: base-image $(SKLEARN_MODEL) ## the reference image smlocal/sklearn-iris:latest
 	@bash scripts/build-image.sh containers/sklearn $(SKLEARN_IMAGE)
+
+$(TRANSFORMERS_MODEL): venv containers/transformers/train.py
+	$(BIN)/python containers/transformers/train.py --out $(TRANSFORMERS_MODEL)
+
+transformers-image: base-image $(TRANSFORMERS_MODEL) ## the reference image smlocal/transformers-text:latest
+	@bash scripts/build-image.sh containers/transformers $(TRANSFORMERS_IMAGE)
 
 fixtures: base-image ## the deliberately broken fixture images the tests use
 	@bash scripts/build-fixtures.sh
