@@ -46,6 +46,13 @@ class ContainerRun:
     host_ip: str = "127.0.0.1"
     network_disabled: bool = False
     extra_mounts: Mapping[Path, str] = field(default_factory=dict)
+    # SageMaker always mounts the model read-only; contract tests turn this off only to tell
+    # "needs a writable model directory" apart from other startup failures.
+    model_read_only: bool = True
+    # Join this Docker network instead of the default bridge, with no published port (e.g. an
+    # internal network, for EnableNetworkIsolation). The container is then reached on its
+    # address in that network, which works where the host routes to it (Linux).
+    network: str | None = None
 
 
 @dataclass(frozen=True)

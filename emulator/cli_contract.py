@@ -1,11 +1,189 @@
-"""The `smlocal` commands for the contract capability (registered on the main typer app)."""
+"""The `smlocal` commands for the contract capability (registered on the main typer app).
+
+``smlocal contract-test`` exit codes: 0 every error-severity check passed (a pass is recorded
+in the ledger for a complete run); 1 at least one error-severity check failed; 2 the suite
+could not run as asked (bad flag or spec, missing image or model, no Docker engine).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from contracts.model import CheckInfo, CheckResult, SuiteReport
+
+__all__ = ["EXIT_CONTRACT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
+
+EXIT_OK = 0
+EXIT_CONTRACT_FAILED = 1
+EXIT_USAGE = 2
+
+_VERDICT_STYLE = {
+    "passed": "green",
+    "failed": "bold red",
+    "not_applicable": "dim",
+    "skipped": "dim",
+}
+
+
+def _ids(values: list[str] | None) -> frozenset[str]:
+    return frozenset(part.strip() for value in values or [] for part in value.split(",") if part)
+
+
+class _ConsoleProgress:
+    """One line per check as it finishes, with a spinner while it runs (stderr)."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.status import Status
+
+        self.console = console
+        self.status: Status | None = Status("", console=console)
+
+    def started(self, check: CheckInfo) -> None:
+        if self.status is not None:
+            self.status.update(f"[bold]{check.id}[/] {check.title} …")
+            self.status.start()
+
+    def finished(self, result: CheckResult) -> None:
+        from rich.markup import escape
+
+        if self.status is not None:
+            self.status.stop()
+        verdict = str(result.status)
+        label = verdict if verdict != "failed" else f"failed ({result.severity})"
+        style = _VERDICT_STYLE[verdict] if result.is_error or verdict != "failed" else "yellow"
+        self.console.print(
+            f"[{style}]{label:>22}[/] {result.check.id:<38} [dim]{result.duration_s:6.2f}s[/] "
+            f"{escape(result.outcome.summary)}",
+            soft_wrap=True,
+        )
+
+
+def _table(report: SuiteReport) -> object:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"contract-test {escape(report.image)}", title_justify="left")
+    table.add_column("check", no_wrap=True)
+    for column in ("severity", "verdict", "time"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("summary / evidence", overflow="fold")
+    for result in report.results:
+        verdict = str(result.status)
+        style = _VERDICT_STYLE[verdict] if result.is_error or verdict != "failed" else "yellow"
+        evidence = result.outcome.evidence if result.status == "failed" else ()
+        table.add_row(
+            result.check.id,
+            str(result.severity),
+            f"[{style}]{verdict}[/]",
+            f"{result.duration_s:.2f}s",
+            escape("\n".join(evidence[:6]) or result.outcome.summary),
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
     """Add this capability's commands to ``app``."""
+
+    @app.command("contract-test")
+    def contract_test(
+        image: Annotated[
+            str | None, typer.Argument(help="The inference image to test.", show_default=False)
+        ] = None,
+        model: Annotated[
+            str | None,
+            typer.Option(
+                "--model", "-m", help="model.tar.gz, directory or S3 URI (read-only mount)."
+            ),
+        ] = None,
+        spec: Annotated[
+            Path | None,
+            typer.Option(help="Contract spec (YAML or TOML): content types, examples, skips."),
+        ] = None,
+        instance_type: Annotated[
+            str | None, typer.Option(help="Instance type (CPU/memory limits); default ml.m5.large.")
+        ] = None,
+        junit_xml: Annotated[
+            Path | None, typer.Option("--junit-xml", help="Write a JUnit XML report here.")
+        ] = None,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Write every measurement as JSON here.")
+        ] = None,
+        only: Annotated[
+            list[str] | None, typer.Option(help="Run only these check ids (comma-separated).")
+        ] = None,
+        skip: Annotated[
+            list[str] | None, typer.Option(help="Skip these check ids (comma-separated).")
+        ] = None,
+        list_checks: Annotated[
+            bool, typer.Option("--list", help="List the checks and exit.")
+        ] = False,
+    ) -> None:
+        """Run the SageMaker hosting contract against IMAGE as CI would.
+
+        Starts IMAGE the way `smlocal serve` does (model read-only at /opt/ml/model, the
+        instance type's limits), runs every check, stops everything. Exit codes: 0 no
+        error-severity check failed (a pass is recorded for image + model + spec), 1 the
+        contract failed, 2 the suite could not run (bad flag/spec, missing image/model, no
+        Docker).
+
+        Example: smlocal contract-test smlocal/sklearn-iris:latest
+        --model containers/sklearn/build/model.tar.gz --spec contracts/specs/sklearn-iris.yaml
+        """
+        from rich.console import Console
+        from rich.markup import escape
+
+        from contracts import ledger
+        from contracts.checks import ALL_CHECKS
+        from contracts.report import write_json, write_junit
+        from contracts.runner import SuiteOptions, run_suite
+        from emulator.errors import SmlocalError
+
+        out = Console(highlight=False)
+        if not out.is_terminal:  # CI logs: do not fold the table into 80 columns
+            out = Console(highlight=False, width=160)
+        err = Console(stderr=True, highlight=False)
+        if list_checks:
+            for check in ALL_CHECKS:
+                out.print(f"{check.id:<38} {check.severity!s:<8} {escape(check.title)}")
+            return
+        if image is None:
+            err.print("[bold red]error:[/] name the IMAGE to test (or pass --list)")
+            raise typer.Exit(EXIT_USAGE)
+        options = SuiteOptions(
+            image=image,
+            model=model,
+            spec_path=spec,
+            instance_type=instance_type,
+            only=_ids(only),
+            skip=_ids(skip),
+        )
+        try:
+            report = run_suite(options, _ConsoleProgress(err))
+        except SmlocalError as error:
+            err.print(f"[bold red]error:[/] {escape(str(error))}")
+            raise typer.Exit(EXIT_USAGE) from None
+        out.print(_table(report))
+        if json_path is not None:
+            write_json(report, json_path)
+        if junit_xml is not None:
+            write_junit(report, junit_xml)
+        counts = report.counts()
+        line = (
+            f"{counts['passed']} passed, {counts['errors']} error(s), {counts['warnings']} "
+            f"warning(s), {counts['not_applicable']} not applicable, {counts['skipped']} skipped "
+            f"in {report.wall_s:.1f} s"
+        )
+        if not report.passed:
+            err.print(f"[bold red]contract FAILED[/]: {line}")
+            raise typer.Exit(EXIT_CONTRACT_FAILED)
+        if report.complete:
+            ledger.record_pass(report)
+            err.print(f"[bold green]contract passed[/]: {line}; recorded for {report.image_id}")
+        else:
+            err.print(f"[green]selected checks passed[/]: {line} (partial run: not recorded)")

@@ -73,7 +73,8 @@ class DockerBackend:
         self.image_info(run.image)
         volumes: dict[str, dict[str, str]] = {}
         if run.model_dir is not None:
-            volumes[str(run.model_dir)] = {"bind": MODEL_DIR, "mode": "ro"}
+            mode = "ro" if run.model_read_only else "rw"
+            volumes[str(run.model_dir)] = {"bind": MODEL_DIR, "mode": mode}
         for host_path, container_path in run.extra_mounts.items():
             volumes[str(host_path)] = {"bind": container_path, "mode": "ro"}
         options: dict[str, Any] = {
@@ -91,6 +92,8 @@ class DockerBackend:
         }
         if run.network_disabled:
             options["network_mode"] = "none"
+        elif run.network is not None:
+            options["network"] = run.network
         else:
             options["ports"] = {f"{CONTAINER_PORT}/tcp": (run.host_ip, None)}
         try:
@@ -102,12 +105,11 @@ class DockerBackend:
                 f"Docker refused to start {run.image!r}: {error.explanation}"
             ) from None
         container.reload()
-        return RunningContainer(
-            id=container.id,
-            name=run.name,
-            published=self._published(container.attrs, run.host_ip),
-            direct=self._bridge(container.attrs),
-        )
+        direct = self._bridge(container.attrs)
+        published = self._published(container.attrs, run.host_ip)
+        if run.network is not None and direct is not None:
+            published = direct  # nothing is published on a custom network: use its address
+        return RunningContainer(id=container.id, name=run.name, published=published, direct=direct)
 
     @staticmethod
     def _published(attrs: Mapping[str, Any], host_ip: str) -> tuple[str, int]:

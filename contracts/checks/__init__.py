@@ -1,0 +1,32 @@
+"""The checks, one module per part of the contract: image, startup, ping, invocations, lifecycle.
+
+:data:`LIVE_CHECKS` run against a healthy container in this order; image checks run first
+from the image's configuration; startup outcomes come from bringing the endpoint up.
+"""
+
+from __future__ import annotations
+
+from contracts.checks.base import LiveCheck
+from contracts.checks.image import IMAGE_CHECKS, ImageFacts
+from contracts.checks.invocations import INVOCATION_CHECKS
+from contracts.checks.lifecycle import LIFECYCLE_CHECKS
+from contracts.checks.ping import PING_CHECKS
+from contracts.checks.startup import STARTUP_CHECKS
+
+__all__ = [
+    "ALL_CHECKS",
+    "IMAGE_CHECKS",
+    "LIFECYCLE_CHECKS",
+    "LIVE_CHECKS",
+    "STARTUP_CHECKS",
+    "ImageFacts",
+    "LiveCheck",
+]
+
+LIVE_CHECKS: tuple[LiveCheck, ...] = (*PING_CHECKS, *INVOCATION_CHECKS)
+ALL_CHECKS = (
+    *(info for info, _ in IMAGE_CHECKS),
+    *STARTUP_CHECKS,
+    *(check.info for check in LIVE_CHECKS),
+    *(check.info for check in LIFECYCLE_CHECKS),
+)

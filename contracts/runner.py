@@ -1,0 +1,225 @@
+"""Run the contract suite: image checks, bring-up, live checks, lifecycle checks, then stop.
+
+:func:`run_suite` is the whole of ``smlocal contract-test`` minus printing: it validates the
+options (a :class:`~emulator.errors.ConfigError` names what is wrong), stages the model the
+way ``smlocal serve`` does, runs every selected check in a fixed order, stops everything it
+started, and returns a :class:`~contracts.model.SuiteReport`. Progress goes to an optional
+:class:`Progress` listener. Recording a pass in the ledger is the caller's decision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from contracts.bringup import bring_up
+from contracts.checks import ALL_CHECKS, IMAGE_CHECKS, LIFECYCLE_CHECKS, LIVE_CHECKS, LiveCheck
+from contracts.checks.startup import STARTUP_CHECKS
+from contracts.context import LiveContext, learn
+from contracts.image_facts import collect_image_facts
+from contracts.model import CheckInfo, CheckResult, Outcome, Status, SuiteReport
+from contracts.specfile import ContractSpec, load_spec, spec_digest
+from emulator.artifacts import StagedModel, stage_model
+from emulator.docker_backend import DockerBackend
+from emulator.errors import ConfigError
+from emulator.spec import DEFAULT_INSTANCE_TYPE, EndpointSpec, build_spec
+from emulator.state import StateDir
+
+__all__ = ["CHECK_IDS", "NO_MODEL_DIGEST", "Progress", "SuiteOptions", "run_suite"]
+
+CHECK_IDS = tuple(check.id for check in ALL_CHECKS)
+NO_MODEL_DIGEST = "none"
+SIGTERM_GRACE_S = 30.0
+
+
+class Progress(Protocol):
+    def started(self, check: CheckInfo) -> None: ...
+
+    def finished(self, result: CheckResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    image: str
+    model: str | None = None
+    spec_path: Path | None = None
+    instance_type: str | None = None
+    only: frozenset[str] = frozenset()
+    skip: frozenset[str] = frozenset()
+    stop_grace_s: float = SIGTERM_GRACE_S
+    """SageMaker's 30 s. Tests of images that ignore SIGTERM lower it to save time."""
+    state: StateDir | None = None
+
+
+def _validate_ids(flag: str, ids: Iterable[str]) -> None:
+    unknown = sorted(set(ids) - set(CHECK_IDS))
+    if unknown:
+        raise ConfigError(
+            f"{flag}: unknown check id(s) {', '.join(unknown)}; known: {', '.join(CHECK_IDS)}"
+        )
+
+
+class _Suite:
+    """One run: decides, per check, run / skip / blocked, and collects the results."""
+
+    def __init__(
+        self, options: SuiteOptions, spec: ContractSpec | None, progress: Progress | None
+    ) -> None:
+        self.options = options
+        self.spec = spec
+        self.progress = progress
+        self.results: list[CheckResult] = []
+
+    def excluded(self, check: CheckInfo) -> str | None:
+        if self.options.only and check.id not in self.options.only:
+            return "not selected by --only"
+        if check.id in self.options.skip:
+            return "skipped by --skip"
+        reason = self.spec.skip_reason(check.id) if self.spec is not None else None
+        return f"skipped by the spec: {reason}" if reason else None
+
+    def blocked(self, check: CheckInfo) -> str | None:
+        for need in check.needs:
+            result = next((r for r in self.results if r.check.id == need), None)
+            if result is not None and result.status == Status.FAILED:
+                return f"blocked: {need} failed"
+        return None
+
+    def record(self, check: CheckInfo, outcome: Outcome, duration_s: float = 0.0) -> None:
+        result = CheckResult(check, outcome, duration_s)
+        self.results.append(result)
+        if self.progress is not None:
+            self.progress.finished(result)
+
+    def run(self, check: CheckInfo, judge: Callable[[], Outcome]) -> None:
+        reason = self.excluded(check) or self.blocked(check)
+        if reason is not None:
+            self.record(check, Outcome(Status.SKIPPED, reason))
+            return
+        if self.progress is not None:
+            self.progress.started(check)
+        started = time.perf_counter()
+        outcome = judge()
+        self.record(check, outcome, time.perf_counter() - started)
+
+    def skip_all(self, checks: Iterable[CheckInfo], reason: str) -> None:
+        for check in checks:
+            self.record(check, Outcome(Status.SKIPPED, self.excluded(check) or reason))
+
+    def wants_any(self, checks: Iterable[CheckInfo]) -> bool:
+        return any(self.excluded(check) is None for check in checks)
+
+
+def _endpoint_spec(options: SuiteOptions, spec: ContractSpec | None) -> EndpointSpec:
+    instance_type = options.instance_type or (spec.instance_type if spec else None)
+    return build_spec(
+        name=f"contract-{uuid.uuid4().hex[:8]}",
+        variants=[
+            {
+                "image": options.image,
+                "model": options.model,
+                "env": dict(spec.env) if spec else {},
+                "instance_type": instance_type or DEFAULT_INSTANCE_TYPE,
+            }
+        ],
+        startup_timeout_s=spec.startup_timeout_s if spec else 120,
+    )
+
+
+def run_suite(options: SuiteOptions, progress: Progress | None = None) -> SuiteReport:
+    """Run every selected check against ``options.image``; see the module docstring."""
+    _validate_ids("--only", options.only)
+    _validate_ids("--skip", options.skip)
+    spec = load_spec(options.spec_path) if options.spec_path is not None else None
+    if spec is not None:
+        _validate_ids(f"spec {options.spec_path}: skip", (s.id for s in spec.skip))
+    endpoint = _endpoint_spec(options, spec)
+    state = options.state or StateDir()
+    backend = DockerBackend()
+    started_at, clock = time.time(), time.perf_counter()
+    facts = collect_image_facts(backend, options.image)
+    staged: StagedModel | None = None
+    if options.model is not None:
+        staged = stage_model(options.model, state.cache)
+    variant = endpoint.variants[0]
+    report = SuiteReport(
+        image=options.image,
+        image_id=str(facts.attrs.get("Id", "")),
+        model=options.model,
+        model_digest=staged.digest if staged else NO_MODEL_DIGEST,
+        spec_path=str(options.spec_path) if options.spec_path else None,
+        spec_digest=spec_digest(spec or ContractSpec()),
+        instance_type=variant.instance_type,
+        started_at=started_at,
+        complete=not options.only and not options.skip,
+    )
+    suite = _Suite(options, spec, progress)
+    for info, judge in IMAGE_CHECKS:
+        suite.run(info, lambda judge=judge: judge(facts))  # type: ignore[misc]
+    later = [c.info for c in (*LIVE_CHECKS, *LIFECYCLE_CHECKS)]
+    if not suite.wants_any([*STARTUP_CHECKS, *later]):
+        suite.skip_all([*STARTUP_CHECKS, *later], "not selected")
+    else:
+        _live_phase(
+            suite, options=options, endpoint=endpoint, staged=staged, state=state, spec=spec
+        )
+    report.results = suite.results
+    report.wall_s = time.perf_counter() - clock
+    return report
+
+
+def _live_phase(
+    suite: _Suite,
+    *,
+    options: SuiteOptions,
+    endpoint: EndpointSpec,
+    staged: StagedModel | None,
+    state: StateDir,
+    spec: ContractSpec | None,
+) -> None:
+    live_checks: tuple[LiveCheck, ...] = (*LIVE_CHECKS, *LIFECYCLE_CHECKS)
+    gate = next(c for c in STARTUP_CHECKS if c.id == "startup.healthy")
+    blocked = suite.blocked(gate)
+    if blocked is not None:
+        suite.skip_all(STARTUP_CHECKS, blocked)
+        suite.skip_all([c.info for c in live_checks], blocked)
+        return
+    with contextlib.ExitStack() as stack:
+        started = time.perf_counter()
+        startup = bring_up(
+            stack,
+            endpoint,
+            staged,
+            state,
+            isolation_required=bool(spec and spec.network_isolation),
+        )
+        took = time.perf_counter() - started
+        for check in STARTUP_CHECKS:
+            reason = suite.excluded(check)
+            outcome = startup.outcomes[check.id]
+            suite.record(check, Outcome(Status.SKIPPED, reason) if reason else outcome, took)
+            took = 0.0  # the bring-up time is booked once
+        attempt = startup.attempt
+        if attempt is None or attempt.backend.container is None:
+            suite.skip_all(
+                [c.info for c in live_checks], "blocked: the container never became healthy"
+            )
+            return
+        context = LiveContext(
+            address=attempt.backend.container.published,
+            container_id=attempt.backend.container.id,
+            backend=attempt.backend,
+            instance=endpoint.variants[0].instance,
+            spec=spec,
+            stop_grace_s=options.stop_grace_s,
+            read_only_model=attempt.conditions.read_only_model,
+        )
+        if suite.wants_any(c.info for c in LIVE_CHECKS):
+            learn(context)
+        for live in live_checks:
+            suite.run(live.info, lambda live=live: live.run(context))  # type: ignore[misc]

@@ -1,0 +1,129 @@
+"""Live-check verdicts over real HTTP against the fixture server run in-process (no Docker).
+
+The same stdlib server the fixture images run, started on a loopback port in a thread, so the
+request-level checks (examples, content types, Accept, headers, concurrency) are proven fast;
+tests/integration repeats them through Docker with the full suite.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from contracts.checks import invocations
+from contracts.context import LiveContext, learn
+from contracts.model import Status
+from contracts.specfile import ContractSpec
+from emulator.instance_types import lookup_instance_type
+
+SERVER = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "images" / "common" / "fixture_server.py"
+)
+SPEC = {
+    "content_types": ["application/json", "text/csv"],
+    "examples": [
+        {
+            "name": "echo-json",
+            "content_type": "application/json",
+            "json": {"x": 1.0},
+            "expect": {
+                "status": 200,
+                "json": {"x": 1.0000000001},
+                "content_type": "application/json",
+            },
+        },
+        {
+            "name": "schema",
+            "content_type": "application/json",
+            "json": {"x": 1},
+            "expect": {"json_schema": {"type": "object", "required": ["x"]}},
+        },
+    ],
+}
+
+
+def _module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fixture_server", SERVER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("fixture_server", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+FIXTURE = _module()
+
+
+@pytest.fixture()
+def serve_mode(request: pytest.FixtureRequest) -> Iterator[LiveContext]:
+    server: Any = FIXTURE.FixtureServer(0, request.param)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        context = LiveContext(
+            address=("127.0.0.1", server.server_address[1]),
+            container_id="in-process",
+            backend=None,  # type: ignore[arg-type]  # these checks never ask the engine
+            instance=lookup_instance_type("ml.m5.large"),
+            spec=ContractSpec.model_validate(SPEC),
+        )
+        learn(context)
+        yield context
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("serve_mode", ["echo"], indirect=True)
+def test_a_good_server_passes_the_request_checks(serve_mode: LiveContext) -> None:
+    assert [w.name for w in serve_mode.working][:2] == ["echo-json", "schema"]
+    for check in (
+        invocations.check_examples,
+        invocations.check_content_types,
+        invocations.check_unsupported_type,
+        invocations.check_accept,
+        invocations.check_unknown_headers,
+        invocations.check_concurrency,
+    ):
+        outcome = check(serve_mode)
+        assert outcome.status == Status.PASSED, (check.__name__, outcome)
+
+
+@pytest.mark.parametrize(
+    ("serve_mode", "check", "evidence"),
+    [
+        ("wrong-answer", invocations.check_examples, "echo-json: expected JSON"),
+        ("wrong-answer", invocations.check_examples, "schema: JSON Schema: (root): 'x' is a"),
+        ("rejects-csv", invocations.check_content_types, "text/csv (probe body): 415"),
+        ("500-on-unknown-type", invocations.check_unsupported_type, "500 in"),
+        ("500-without-accept", invocations.check_accept, "Accept missing"),
+        ("rejects-unknown-headers", invocations.check_unknown_headers, "unknown headers"),
+        ("limits-concurrency", invocations.check_concurrency, "503 in"),
+    ],
+    indirect=["serve_mode"],
+)
+def test_each_broken_mode_fails_its_check(
+    serve_mode: LiveContext, check: Any, evidence: str
+) -> None:
+    outcome = check(serve_mode)
+    assert outcome.status == Status.FAILED
+    assert any(evidence in line for line in outcome.evidence), outcome.evidence
+
+
+@pytest.mark.parametrize("serve_mode", ["echo"], indirect=True)
+def test_without_a_spec_probing_decides(serve_mode: LiveContext) -> None:
+    serve_mode.spec = None
+    serve_mode.working.clear()
+    serve_mode.probes.clear()
+    learn(serve_mode)
+    assert serve_mode.accepted_types() == ("application/json", "text/csv")
+    assert invocations.check_examples(serve_mode).status == Status.NOT_APPLICABLE
+    assert invocations.check_content_types(serve_mode).status == Status.PASSED
