@@ -11,7 +11,7 @@ SKLEARN_IMAGE := smlocal/sklearn-iris:latest
 TRANSFORMERS_MODEL := containers/transformers/build/model.tar.gz
 TRANSFORMERS_IMAGE := smlocal/transformers-text:latest
 
-.PHONY: help demo test venv docker base-image sklearn-image transformers-image fixtures lint unit
+.PHONY: help demo test venv docker base-image sklearn-image transformers-image fixtures registry lint unit
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,7 +19,7 @@ help: ## this list
 demo: venv docker sklearn-image ## train, build, serve and invoke the reference sklearn container
 	$(BIN)/python scripts/demo.py
 
-test: venv docker sklearn-image transformers-image fixtures ## lint, type-check and run every test (Docker ones included)
+test: venv docker sklearn-image transformers-image fixtures registry ## lint, type-check and run every test (Docker ones included)
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -q
 
@@ -57,6 +57,9 @@ $(TRANSFORMERS_MODEL): venv containers/transformers/train.py
 
 transformers-image: base-image $(TRANSFORMERS_MODEL) ## the reference image smlocal/transformers-text:latest
 	@bash scripts/build-image.sh containers/transformers $(TRANSFORMERS_IMAGE)
+
+registry: ## a local image registry on 127.0.0.1:5055 (Debian's docker-registry), push target for promote tests
+	@bash scripts/ensure-registry.sh
 
 fixtures: base-image ## the deliberately broken fixture images the tests use
 	@bash scripts/build-fixtures.sh

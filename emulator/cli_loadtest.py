@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
     """Add ``smlocal loadtest`` to ``app``."""
 
     @app.command()
-    def loadtest(  # noqa: PLR0917 - typer takes its options as parameters
+    def loadtest(
         target: Annotated[
             str,
             typer.Argument(

@@ -1,0 +1,137 @@
+"""The state one promote run shares between its steps, and the names it gives AWS resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, TypedDict
+
+from promote.aws import Clients
+from promote.manifest import Manifest
+from promote.naming import bounded, short_hash
+from promote.request import PromoteRequest
+
+__all__ = ["TAG_KEY", "Deployment", "NullReporter", "Reporter", "Tag"]
+
+TAG_KEY = "smlocal:deployment-id"
+
+
+class Tag(TypedDict):
+    """``{"Key", "Value"}``: the shape every service's TagTypeDef shares."""
+
+    Key: str
+    Value: str
+
+
+class Reporter(Protocol):
+    """How the core tells the CLI what happens (only the CLI prints)."""
+
+    def info(self, message: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def layer(self, layer_id: str, status: str, current: int, total: int) -> None:
+        """Progress of one image layer during the push."""
+
+
+class NullReporter:
+    def info(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def layer(self, layer_id: str, status: str, current: int, total: int) -> None:
+        pass
+
+
+@dataclass
+class Deployment:
+    """Inputs plus what earlier steps found out (account, URIs, ARNs) for later steps."""
+
+    request: PromoteRequest
+    clients: Clients
+    manifest: Manifest
+    reporter: Reporter
+    image: str
+    image_id: str
+    account: str = "<account-id>"
+    partition: str = "aws"
+    repository_uri: str = ""
+    repository_arn: str = ""
+    image_uri: str = ""
+    model_data_url: str = ""
+    role_arn: str = ""
+    topic_arn: str | None = None
+
+    # -- names -------------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return self.request.spec.name
+
+    @property
+    def suffix(self) -> str:
+        return short_hash(self.request.deployment_id)
+
+    @property
+    def tags(self) -> list[Tag]:
+        return [{"Key": TAG_KEY, "Value": self.request.deployment_id}]
+
+    @property
+    def repository_name(self) -> str:
+        if self.request.repository:
+            return self.request.repository
+        base = self.image.rsplit("@", 1)[0]
+        last = base.rsplit("/", 1)[-1]
+        if ":" in last:
+            base = base.rsplit(":", 1)[0]
+        # ECR: lowercase, [a-z0-9._/-]; a registry host prefix is not part of the name.
+        parts = base.split("/")
+        if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+            parts = parts[1:]
+        return "/".join(parts).lower()
+
+    @property
+    def image_tag(self) -> str:
+        return self.request.deployment_id
+
+    @property
+    def bucket(self) -> str:
+        return self.request.bucket or f"smlocal-artifacts-{self.account}-{self.request.region}"
+
+    @property
+    def key_prefix(self) -> str:
+        """Everything of one endpoint sits under here, so the role's S3 grant stays narrow."""
+        return f"smlocal/{self.endpoint}"
+
+    @property
+    def model_key(self) -> str:
+        return f"{self.key_prefix}/{self.request.deployment_id}/model.tar.gz"
+
+    @property
+    def role_name(self) -> str:
+        return bounded(f"smlocal-{self.endpoint}", "sagemaker", limit=64)
+
+    @property
+    def model_name(self) -> str:
+        return bounded(self.endpoint, self.suffix)
+
+    @property
+    def config_name(self) -> str:
+        return bounded(self.endpoint, f"cfg-{self.suffix}")
+
+    @property
+    def topic_name(self) -> str:
+        return bounded(f"smlocal-{self.endpoint}", "alarms", limit=256)
+
+    def resource_id(self, variant: str) -> str:
+        return f"endpoint/{self.endpoint}/variant/{variant}"
+
+    def policy_name(self, variant: str) -> str:
+        return f"smlocal-{self.endpoint}-{variant}-invocations"
+
+    def alarm_names(self, variant: str) -> tuple[str, str]:
+        return (
+            f"smlocal-{self.endpoint}-{variant}-5xx-errors",
+            f"smlocal-{self.endpoint}-{variant}-p99-model-latency",
+        )

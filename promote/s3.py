@@ -1,0 +1,196 @@
+"""S3: the artifact bucket (encrypted, public access blocked, versioned) and the model upload.
+
+The upload is multipart above 8 MiB and carries a SHA-256 checksum per part (S3 verifies each
+part on arrival); the whole file's SHA-256 (the model digest) is stored as object metadata.
+A pre-existing bucket is used as it is: its settings belong to its owner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import tempfile
+from pathlib import Path
+
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from promote.aws import Clients, describe_error, error_code
+from promote.context import TAG_KEY, Deployment
+from promote.errors import PromoteError
+from promote.manifest import Resource
+
+__all__ = ["delete_bucket", "delete_object", "ensure_bucket", "plan", "upload_model"]
+
+_PART = 8 * 1024 * 1024
+_NOT_FOUND = ("404", "NoSuchBucket", "NotFound")
+
+
+def plan(dep: Deployment) -> list[str]:
+    if dep.request.model.startswith("s3://"):
+        return [f"(model already in S3: {dep.request.model}; no bucket or upload)"]
+    bucket = dep.bucket
+    return [
+        f"s3.head_bucket(Bucket={bucket!r})",
+        f"s3.create_bucket(Bucket={bucket!r}) if missing, then put_bucket_encryption(AES256), "
+        "put_public_access_block(all four on), put_bucket_versioning(Enabled), "
+        f"put_bucket_tagging({TAG_KEY})",
+        f"s3 multipart upload {dep.request.model} → s3://{bucket}/{dep.model_key} "
+        "(ChecksumAlgorithm=SHA256, 8 MiB parts)",
+        f"s3.head_object(Bucket={bucket!r}, Key={dep.model_key!r}, ChecksumMode='ENABLED')",
+    ]
+
+
+def ensure_bucket(dep: Deployment) -> None:
+    if dep.request.model.startswith("s3://"):
+        return
+    s3, bucket = dep.clients.s3, dep.bucket
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        if error_code(error) not in _NOT_FOUND:
+            raise
+    else:
+        dep.manifest.record(
+            "s3-bucket", bucket, created=False, arn=f"arn:{dep.partition}:s3:::{bucket}"
+        )
+        dep.reporter.info(f"bucket {bucket} (exists)")
+        return
+    if dep.request.region == "us-east-1":
+        s3.create_bucket(Bucket=bucket)
+    else:
+        s3.create_bucket(
+            Bucket=bucket,
+            CreateBucketConfiguration={"LocationConstraint": dep.request.region},  # type: ignore[typeddict-item]
+        )
+    dep.manifest.record("s3-bucket", bucket, created=True, arn=f"arn:{dep.partition}:s3:::{bucket}")
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": dep.tags})
+    dep.reporter.info(f"bucket {bucket} (created: encrypted, private, versioned)")
+
+
+def _tarball(model: Path, workdir: Path) -> Path:
+    """SageMaker wants a model.tar.gz; a model directory is packed into one first."""
+    if model.is_file():
+        return model
+    if not model.is_dir():
+        raise PromoteError(f"model {model} is neither a model.tar.gz nor a directory")
+    target = workdir / "model.tar.gz"
+    with tarfile.open(target, "w:gz") as archive:
+        for child in sorted(model.iterdir()):
+            archive.add(child, arcname=child.name)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_PART):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _uploaded_sha256(dep: Deployment, bucket: str, key: str) -> str | None:
+    """The sha256 metadata of an object already at ``key`` (a resumed run), or None."""
+    try:
+        head = dep.clients.s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error_code(error) in _NOT_FOUND:
+            return None
+        raise
+    return head.get("Metadata", {}).get("sha256")
+
+
+def upload_model(dep: Deployment) -> None:
+    if dep.request.model.startswith("s3://"):
+        dep.model_data_url = dep.request.model
+        return
+    s3, bucket, key = dep.clients.s3, dep.bucket, dep.model_key
+    dep.model_data_url = f"s3://{bucket}/{key}"
+    with tempfile.TemporaryDirectory(prefix="smlocal-promote-") as workdir:
+        path = _tarball(Path(dep.request.model).expanduser(), Path(workdir))
+        sha256 = _sha256(path)
+        if _uploaded_sha256(dep, bucket, key) == sha256:
+            dep.reporter.info(f"s3://{bucket}/{key} is already uploaded")
+            return
+        try:
+            s3.upload_file(
+                str(path),
+                bucket,
+                key,
+                ExtraArgs={
+                    "ChecksumAlgorithm": "SHA256",
+                    "Metadata": {"sha256": sha256},
+                    "Tagging": f"{TAG_KEY.replace(':', '%3A')}={dep.request.deployment_id}",
+                },
+                Config=TransferConfig(multipart_threshold=_PART, multipart_chunksize=_PART),
+            )
+        except S3UploadFailedError as error:
+            # boto3 wraps AWS's ClientError; report AWS's own code and message.
+            cause = error.__cause__ or error.__context__ or error
+            raise PromoteError(
+                f"upload to s3://{bucket}/{key} failed: {describe_error(cause)}"
+            ) from None
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    earlier = dep.manifest.find("s3-object", dep.model_data_url)
+    versions = list(earlier.details.get("version_ids", [])) if earlier else []
+    versions.append(head.get("VersionId") or "null")
+    dep.manifest.record(
+        "s3-object",
+        dep.model_data_url,
+        created=True,
+        arn=f"arn:{dep.partition}:s3:::{bucket}/{key}",
+        details={
+            "bucket": bucket,
+            "key": key,
+            # Every version this deployment wrote: cleanup deletes each of them.
+            "version_ids": versions,
+            "sha256": sha256,
+            "checksum_sha256": head.get("ChecksumSHA256"),
+        },
+    )
+    dep.reporter.info(f"uploaded s3://{bucket}/{key} ({head.get('ContentLength', 0)} bytes)")
+
+
+def delete_object(clients: Clients, resource: Resource) -> str:
+    bucket, key = resource.details["bucket"], resource.details["key"]
+    for version in resource.details.get("version_ids", ["null"]):
+        if version != "null":
+            # A versioned bucket keeps a "deleted" object as a noncurrent version: delete
+            # exactly the versions we wrote, never anyone else's.
+            clients.s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+        else:
+            clients.s3.delete_object(Bucket=bucket, Key=key)
+    return "deleted"
+
+
+def delete_bucket(clients: Clients, resource: Resource) -> str:
+    s3 = clients.s3
+    try:
+        listing = s3.list_object_versions(Bucket=resource.id, MaxKeys=1)
+    except ClientError as error:
+        if error_code(error) in _NOT_FOUND:
+            return "already gone"
+        raise
+    left = listing.get("Versions", []) + listing.get("DeleteMarkers", [])
+    if left:
+        resource.details["kept"] = "it still holds objects smlocal did not upload"
+        return "kept: it still holds objects smlocal did not upload"
+    s3.delete_bucket(Bucket=resource.id)
+    return "deleted"

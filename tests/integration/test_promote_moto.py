@@ -1,0 +1,399 @@
+"""promote and cleanup against a real moto server (AWS APIs) and a real local registry (push).
+
+Faults are injected at botocore's single call path (``BaseClient._make_api_call``) so each
+step fails exactly as it would when AWS answers with an error; the tests then check that the
+manifest lists precisely what exists and that cleanup leaves the account as it found it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from emulator.errors import ConfigError
+from emulator.spec import build_spec
+from promote.aws import Clients
+from promote.cleanup import CleanupOptions, run_cleanup
+from promote.deploy import execute, prepare
+from promote.errors import GateRefusedError, StepFailedError
+from promote.manifest import Manifest
+from promote.request import PromoteRequest, ServerlessSettings
+from promote.testing import FAKE_CREDENTIALS, local_registry, moto_server, snapshot
+from tests.conftest import SKLEARN_IMAGE, SKLEARN_MODEL
+
+pytestmark = pytest.mark.docker
+
+Calls = list[str]
+
+
+@pytest.fixture(scope="module")
+def aws_url() -> Iterator[str]:
+    """A moto server for this module; boto3 finds it through AWS_ENDPOINT_URL, as users would."""
+    with pytest.MonkeyPatch.context() as mp, moto_server() as url:
+        for key, value in FAKE_CREDENTIALS.items():
+            mp.setenv(key, value)
+        mp.setenv("AWS_ENDPOINT_URL", url)
+        mp.setenv("AWS_MAX_ATTEMPTS", "1")
+        yield url
+
+
+@pytest.fixture(scope="module")
+def registry() -> str:
+    return local_registry()
+
+
+@pytest.fixture()
+def clients(aws_url: str) -> Clients:
+    return Clients("us-east-1")
+
+
+@pytest.fixture()
+def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """Every AWS operation made, in order (botocore's one call path)."""
+    made: Calls = []
+    original: Callable[..., Any] = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def counting(self: BaseClient, name: str, params: dict[str, Any]) -> Any:
+        made.append(name)
+        return original(self, name, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
+    return made
+
+
+def _inject(
+    monkeypatch: pytest.MonkeyPatch, operation: str, answer: Callable[[Any], Any] | None = None
+) -> None:
+    """Make ``operation`` fail with an AWS-style error (or rewrite its answer)."""
+    original: Callable[..., Any] = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def patched(self: BaseClient, name: str, params: dict[str, Any]) -> Any:
+        if name != operation:
+            return original(self, name, params)
+        if answer is not None:
+            return answer(original(self, name, params))
+        raise ClientError(
+            {"Error": {"Code": "InjectedFault", "Message": f"injected into {name}"}}, name
+        )
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", patched)
+
+
+def _request(tmp_path: Path, name: str, registry: str | None, **changes: Any) -> PromoteRequest:
+    spec_fields = changes.pop("spec_fields", {})
+    spec = build_spec(
+        name=name,
+        variants=spec_fields.pop(
+            "variants", [{"image": SKLEARN_IMAGE, "model": str(SKLEARN_MODEL)}]
+        ),
+    )
+    values: dict[str, Any] = {
+        "spec": spec,
+        "model": str(SKLEARN_MODEL),
+        "region": "us-east-1",
+        "deployment_id": f"{name}-1",
+        "manifest_path": tmp_path / "deployments" / f"{name}-1.json",
+        "registry_url": registry,
+        "alarm_email": "oncall@example.com",
+        "poll_interval_s": 0.05,
+        "wait_timeout_s": 30,
+    }
+    values.update(changes)
+    return PromoteRequest(**values)
+
+
+def _pass_gate(request: PromoteRequest) -> None:
+    """A contract-test pass, written through the ledger's own public call."""
+    import docker
+
+    from contracts.ledger import record_pass
+    from contracts.model import SuiteReport
+    from contracts.specfile import ContractSpec, spec_digest
+    from emulator.artifacts import stage_model
+    from emulator.state import StateDir
+
+    report = SuiteReport(
+        image=SKLEARN_IMAGE,
+        image_id=docker.from_env().images.get(SKLEARN_IMAGE).id,
+        model=request.model,
+        model_digest=stage_model(request.model, StateDir().cache).digest,
+        spec_path=None,
+        spec_digest=spec_digest(ContractSpec()),
+        instance_type=request.spec.variants[0].instance_type,
+    )
+    record_pass(report)
+
+
+def _diff(after: dict[str, set[str]], before: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {kind: names - before[kind] for kind, names in after.items() if names - before[kind]}
+
+
+def _live(manifest: Manifest) -> dict[str, set[str]]:
+    """What the manifest says smlocal created and has not deleted, keyed like ``snapshot``."""
+    found: dict[str, set[str]] = {}
+    for r in manifest.resources:
+        if r.created and r.deleted_at is None and r.kind != "ecr-image":
+            found.setdefault(r.kind, set()).add(r.arn if r.kind == "sns-topic" and r.arn else r.id)
+    return found
+
+
+# -- fault injection ------------------------------------------------------------------------
+
+FAULTS = [
+    ("CreateRepository", "ecr repository"),
+    ("GetAuthorizationToken", "image push"),
+    ("CreateBucket", "s3 bucket"),
+    ("PutBucketVersioning", "s3 bucket"),
+    ("PutObject", "model upload"),
+    ("CreateRole", "iam role"),
+    ("PutRolePolicy", "iam role"),
+    ("CreateModel", "sagemaker model"),
+    ("CreateEndpointConfig", "endpoint config"),
+    ("CreateEndpoint", "endpoint"),
+    ("RegisterScalableTarget", "autoscaling"),
+    ("PutScalingPolicy", "autoscaling"),
+    ("CreateTopic", "alarms"),
+    ("PutMetricAlarm", "alarms"),
+]
+
+
+@pytest.mark.parametrize(("operation", "step"), FAULTS)
+def test_a_failing_step_stops_and_cleanup_removes_what_it_left(
+    operation: str,
+    step: str,
+    tmp_path: Path,
+    smlocal_home: Path,
+    registry: str,
+    clients: Clients,
+) -> None:
+    name = f"fault-{operation.lower()}"
+    request = _request(tmp_path, name, registry)
+    _pass_gate(request)
+    before = snapshot(clients)
+    prepared = prepare(request)
+
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(StepFailedError) as failure:
+        _inject(mp, operation)
+        execute(prepared)
+
+    assert failure.value.step == step
+    assert f"InjectedFault: injected into {operation}" in str(failure.value)
+    assert "smlocal cleanup --manifest" in str(failure.value)
+    manifest = Manifest.load(request.manifest_path)
+    assert manifest.status == "failed"
+    assert manifest.failure is not None and manifest.failure["step"] == step
+    # The manifest lists exactly what now exists that did not before.
+    assert _live(manifest) == _diff(snapshot(clients), before)
+
+    run_cleanup(Manifest.load(request.manifest_path), CleanupOptions(poll_interval_s=0.05))
+
+    assert snapshot(clients) == before
+
+
+def test_an_endpoint_that_fails_reports_aws_failure_reason(
+    tmp_path: Path,
+    smlocal_home: Path,
+    registry: str,
+    clients: Clients,
+) -> None:
+    request = _request(tmp_path, "fails-to-start", registry)
+    _pass_gate(request)
+    before = snapshot(clients)
+    prepared = prepare(request)
+
+    def failed(answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "EndpointStatus": "Failed", "FailureReason": "ping did not answer 200"}
+
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        pytest.raises(StepFailedError, match="ping did not answer 200") as failure,
+    ):
+        _inject(mp, "DescribeEndpoint", failed)
+        execute(prepared)
+    assert failure.value.step == "wait for InService"
+    run_cleanup(Manifest.load(request.manifest_path), CleanupOptions(poll_interval_s=0.05))
+    assert snapshot(clients) == before
+
+
+def test_a_name_taken_by_someone_else_is_a_conflict_not_reused(
+    tmp_path: Path, smlocal_home: Path, registry: str, clients: Clients
+) -> None:
+    request = _request(tmp_path, "conflict", registry)
+    _pass_gate(request)
+    prepared = prepare(request)
+    taken = prepared.deployment.model_name
+    clients.sagemaker.create_model(
+        ModelName=taken,
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/other:1"},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/other",
+    )
+    before = snapshot(clients)
+
+    with pytest.raises(StepFailedError, match=f"sagemaker-model {taken} already exists"):
+        execute(prepared)
+
+    manifest = Manifest.load(request.manifest_path)
+    assert manifest.find("sagemaker-model", taken) is None
+    run_cleanup(manifest, CleanupOptions(poll_interval_s=0.05))
+    after = snapshot(clients)
+    assert after == before
+    assert taken in after["sagemaker-model"]
+    clients.sagemaker.delete_model(ModelName=taken)
+
+
+def test_a_failed_push_is_a_step_failure(
+    tmp_path: Path, smlocal_home: Path, clients: Clients
+) -> None:
+    # Nothing listens on port 9 (discard): the docker daemon cannot push there.
+    request = _request(tmp_path, "no-registry", "127.0.0.1:9")
+    _pass_gate(request)
+    before = snapshot(clients)
+    with pytest.raises(StepFailedError, match=r"docker push to 127\.0\.0\.1:9 failed") as failure:
+        execute(prepare(request))
+    assert failure.value.step == "image push"
+    run_cleanup(Manifest.load(request.manifest_path), CleanupOptions())
+    assert snapshot(clients) == before
+
+
+def test_an_existing_endpoint_is_updated_and_never_deleted(
+    tmp_path: Path, smlocal_home: Path, registry: str, clients: Clients
+) -> None:
+    sm = clients.sagemaker
+    sm.create_model(
+        ModelName="theirs",
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/theirs:1"},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/theirs",
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="theirs",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "theirs",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName="existing-endpoint", EndpointConfigName="theirs")
+    request = _request(tmp_path, "existing-endpoint", registry)
+    _pass_gate(request)
+    before = snapshot(clients)
+
+    # moto 5.2 has no UpdateEndpoint (it answers 500 "not implemented"): promote must have
+    # recorded the endpoint as pre-existing and then called UpdateEndpoint.
+    with pytest.raises(StepFailedError, match="UpdateEndpoint") as failure:
+        execute(prepare(request))
+
+    assert failure.value.step == "endpoint"
+    manifest = Manifest.load(request.manifest_path)
+    endpoint = manifest.find("sagemaker-endpoint", "existing-endpoint")
+    assert endpoint is not None and not endpoint.created
+    assert endpoint.details["previous_config"] == "theirs"
+    run_cleanup(manifest, CleanupOptions(poll_interval_s=0.05))
+    assert snapshot(clients) == before
+    assert sm.describe_endpoint(EndpointName="existing-endpoint")["EndpointConfigName"] == "theirs"
+
+
+def test_rerunning_a_failed_deployment_resumes_it(
+    tmp_path: Path,
+    smlocal_home: Path,
+    registry: str,
+    clients: Clients,
+) -> None:
+    request = _request(tmp_path, "resume", registry)
+    _pass_gate(request)
+    before = snapshot(clients)
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(StepFailedError):
+        _inject(mp, "PutScalingPolicy")
+        execute(prepare(request))
+
+    manifest = execute(prepare(request))
+
+    assert manifest.status == "complete"
+    kinds = [r.kind for r in manifest.resources]
+    assert kinds.count("sagemaker-model") == 1 and kinds.count("sagemaker-endpoint") == 1
+    assert all(r.created for r in manifest.resources)
+    run_cleanup(manifest, CleanupOptions(poll_interval_s=0.05))
+    assert snapshot(clients) == before
+
+
+# -- refusals and dry runs: no AWS call at all ------------------------------------------------
+
+
+def test_no_contract_record_is_refused_before_any_aws_call(
+    tmp_path: Path, smlocal_home: Path, registry: str, calls: Calls
+) -> None:
+    request = _request(tmp_path, "ungated", registry)
+    with pytest.raises(
+        GateRefusedError, match=r"smlocal contract-test smlocal/sklearn-iris:latest"
+    ):
+        prepare(request)
+    assert calls == []
+    assert not request.manifest_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"serverless": ServerlessSettings(1500, 10)}, "serverless memory 1500 MB is not allowed"),
+        ({"serverless": ServerlessSettings(2048, 201)}, "MaxConcurrency 201 is outside 1-200"),
+        (
+            {
+                "serverless": ServerlessSettings(2048, 5),
+                "spec_fields": {
+                    "variants": [{"name": f"v{i}", "image": SKLEARN_IMAGE} for i in range(6)]
+                },
+            },
+            "at most 5 variants",
+        ),
+    ],
+)
+def test_invalid_requests_are_refused_before_any_aws_call(
+    changes: dict[str, Any], message: str, tmp_path: Path, smlocal_home: Path, calls: Calls
+) -> None:
+    request = _request(tmp_path, "invalid", None, **changes)
+    with pytest.raises(ConfigError, match=message):
+        prepare(request)
+    assert calls == []
+
+
+def test_skip_gate_is_written_to_the_manifest(
+    tmp_path: Path, smlocal_home: Path, registry: str, clients: Clients
+) -> None:
+    request = _request(tmp_path, "skipped-gate", registry, skip_gate=True)
+    manifest = execute(prepare(request))
+    assert Manifest.load(request.manifest_path).skip_gate is True
+    assert manifest.gate["skipped"] is True
+    run_cleanup(manifest, CleanupOptions(poll_interval_s=0.05))
+
+
+def test_a_large_model_directory_goes_up_packed_in_checksummed_parts(
+    tmp_path: Path, smlocal_home: Path, registry: str, clients: Clients
+) -> None:
+    import os
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    # Random bytes do not compress: the tarball stays above the 8 MiB multipart threshold.
+    (model_dir / "weights.bin").write_bytes(os.urandom(9 * 1024 * 1024))
+    request = _request(tmp_path, "big-model", registry, model=str(model_dir), skip_gate=True)
+    manifest = execute(prepare(request))
+
+    [upload] = manifest.of_kind("s3-object")
+    where = {"Bucket": upload.details["bucket"], "Key": upload.details["key"]}
+    # moto 5.2 leaves ObjectParts out of GetObjectAttributes; the multipart ETag, the first
+    # part's PartsCount and the COMPOSITE (per-part) checksum show the same thing.
+    attributes = clients.s3.get_object_attributes(**where, ObjectAttributes=["Checksum", "ETag"])
+    assert attributes["ETag"].endswith("-2")
+    assert attributes["Checksum"]["ChecksumType"] == "COMPOSITE"
+    assert attributes["Checksum"]["ChecksumSHA256"] == upload.details["checksum_sha256"]
+    assert clients.s3.head_object(**where, PartNumber=1)["PartsCount"] == 2
+    head = clients.s3.head_object(**where)
+    assert head["Metadata"]["sha256"] == upload.details["sha256"]
+    run_cleanup(manifest, CleanupOptions(poll_interval_s=0.05))

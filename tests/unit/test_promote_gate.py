@@ -1,0 +1,53 @@
+"""The contract gate, read through contracts.ledger's public calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from contracts.ledger import record_pass
+from contracts.model import SuiteReport
+from contracts.specfile import ContractSpec, spec_digest
+from promote.errors import GateRefusedError
+from promote.gate import ContractsLedger, GateKey, check_gate
+
+IMAGE_ID = "sha256:" + "a" * 64
+MODEL = "sha256:" + "b" * 64
+
+
+def _record(spec: str) -> None:
+    record_pass(
+        SuiteReport(
+            image="img:1",
+            image_id=IMAGE_ID,
+            model="model.tar.gz",
+            model_digest=MODEL,
+            spec_path=None,
+            spec_digest=spec,
+            instance_type="ml.m5.large",
+        )
+    )
+
+
+def test_no_pass_is_refused_naming_the_command(smlocal_home: Path) -> None:
+    with pytest.raises(GateRefusedError, match=r"smlocal contract-test img:1 --model m\.tar\.gz"):
+        check_gate(GateKey(IMAGE_ID, MODEL), "img:1", "m.tar.gz")
+
+
+def test_a_pass_for_this_image_and_model_opens_the_gate(smlocal_home: Path) -> None:
+    _record(spec_digest(ContractSpec()))
+    found = check_gate(GateKey(IMAGE_ID, MODEL), "img:1", "m.tar.gz")
+    assert found.instance_type == "ml.m5.large"
+
+
+def test_another_model_does_not_count(smlocal_home: Path) -> None:
+    _record(spec_digest(ContractSpec()))
+    assert ContractsLedger().find_pass(GateKey(IMAGE_ID, "sha256:" + "c" * 64)) is None
+
+
+def test_a_required_contract_spec_must_match(smlocal_home: Path) -> None:
+    _record(spec_digest(ContractSpec()))
+    with pytest.raises(GateRefusedError, match="and that contract spec"):
+        check_gate(GateKey(IMAGE_ID, MODEL, "sha256:" + "d" * 64), "img:1", "m")
+    assert check_gate(GateKey(IMAGE_ID, MODEL, spec_digest(ContractSpec())), "img:1", "m")
