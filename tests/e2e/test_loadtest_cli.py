@@ -168,7 +168,10 @@ def test_aws_target_signs_every_request_with_sigv4(
     summary = json.loads((tmp_path / "report" / "loadtest-summary.json").read_text())
     verdicts = _SigV4Checker.verdicts
     assert summary["target"] == {"kind": "aws", "url": url, "variant": None}
-    assert summary["totals"] == {"requests": len(verdicts), "failures": 0}
+    assert summary["totals"]["failures"] == 0
+    # Locust stops its 2 users mid-request: a request the server already saw may be cancelled
+    # and not counted, so the server can see up to one more per user than Locust reports.
+    assert len(verdicts) - 2 <= summary["totals"]["requests"] <= len(verdicts)
     assert len(verdicts) > 20
     assert set(verdicts) == {"valid"}
     # The checker is not a rubber stamp: it accepts botocore's signature and refuses the same
