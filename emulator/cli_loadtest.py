@@ -114,13 +114,22 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         payload: Annotated[
-            Path,
+            Path | None,
             typer.Option(
                 exists=True,
                 dir_okay=False,
                 help="Request body file, or .jsonl with one request per line.",
             ),
-        ],
+        ] = None,
+        spec: Annotated[
+            Path | None,
+            typer.Option(
+                exists=True,
+                dir_okay=False,
+                help="Instead of --payload: send a contract spec's examples in turn (those "
+                "expecting a 2xx answer).",
+            ),
+        ] = None,
         content_type: Annotated[str, typer.Option(help="Content-Type of bodies.")] = (
             "application/json"
         ),
@@ -197,12 +206,15 @@ def register(app: typer.Typer) -> None:
             # Scaling shows at saturation: the same fixed load (--users, --duration) on 1
             # and on N instances, not find-max (whose first step is latency-bound).
             find_max_ = False
-        steps = tuple(int(u) for u in user_steps.split(",")) if user_steps else ()
+        payloads_note = _check_payload_source(payload, spec)
+        steps = _parse_user_steps(user_steps) if user_steps else ()
         settings = FindMaxSettings(
             step_s=step_seconds, max_steps=max_steps, latency_slo_ms=latency_slo, user_steps=steps
         )
         counts = [1, compare_instances] if compare_instances else [instance_count]
         outcomes = []
+        if payloads_note:
+            err.print(payloads_note)
         try:
             for count in counts:
                 report_dir = report / f"instances-{count}" if compare_instances else report
@@ -218,6 +230,7 @@ def register(app: typer.Typer) -> None:
                     locust_target = LocustTarget(
                         host=endpoint.url,
                         payload=payload,
+                        spec=spec,
                         endpoint=endpoint.name,
                         content_type=content_type,
                         target_variant=target_variant,
@@ -261,6 +274,40 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(getattr(error, "exit_code", 1)) from None
         if compare_instances:
             _print_comparison(outcomes, compare_instances, report)
+
+
+def _check_payload_source(payload: Path | None, spec: Path | None) -> str:
+    """Exactly one of --payload and --spec; a spec is read now, so a bad one fails early."""
+    if (payload is None) == (spec is None):
+        raise typer.BadParameter(
+            "give exactly one of --payload FILE and --spec CONTRACT_SPEC",
+            param_hint="'--payload' / '--spec'",
+        )
+    if spec is None:
+        return ""
+    from loadtests.payloads import load_spec_payloads
+
+    try:
+        payloads = load_spec_payloads(spec)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="'--spec'") from None
+    kinds = ", ".join(sorted({p.content_type for p in payloads}))
+    return f"sending {len(payloads)} example(s) of {escape(str(spec))} in turn ({kinds})"
+
+
+def _parse_user_steps(text: str) -> tuple[int, ...]:
+    """``1,2,4,8`` -> (1, 2, 4, 8); a clear error for anything else."""
+    steps = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not (item.isascii() and item.isdigit()) or int(item) < 1:
+            raise typer.BadParameter(
+                f"expected users per step as positive whole numbers separated by commas, "
+                f"e.g. 1,2,4,8; got {item!r} in {text!r}",
+                param_hint="'--user-steps'",
+            )
+        steps.append(int(item))
+    return tuple(steps)
 
 
 def _print_comparison(outcomes: list[LoadTestOutcome], count: int, report: Path) -> None:

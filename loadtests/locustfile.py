@@ -11,6 +11,7 @@ Configuration (environment, so that Locust workers on other machines are set up 
 ``SMLOCAL_LT_ENDPOINT``        endpoint name; requests go to ``/endpoints/{name}/invocations``
 ``SMLOCAL_LT_PATH``            a different path instead (e.g. ``/invocations`` on a container)
 ``SMLOCAL_LT_PAYLOAD``         payload file; ``.jsonl`` for many (see :mod:`loadtests.payloads`)
+``SMLOCAL_LT_SPEC``            instead of a payload file: a contract spec whose examples are sent
 ``SMLOCAL_LT_CONTENT_TYPE``    Content-Type for bodies without their own (application/json)
 ``SMLOCAL_LT_TARGET_VARIANT``  send every request to this production variant
 ``SMLOCAL_LT_SIGV4_REGION``    sign each request with SigV4 (service ``sagemaker``) for this
@@ -41,7 +42,7 @@ from locust.runners import LocalRunner, MasterRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from loadtests.errors import InvocationFailure, classify, parse_kind
-from loadtests.payloads import Payload, load_payloads
+from loadtests.payloads import Payload, load_payloads, load_spec_payloads
 
 __all__ = ["SageMakerUser"]
 
@@ -56,10 +57,14 @@ def _invocation_path() -> str:
 
 
 def _payloads() -> list[Payload]:
+    variant = os.environ.get("SMLOCAL_LT_TARGET_VARIANT") or None
+    spec = os.environ.get("SMLOCAL_LT_SPEC")
+    if spec:
+        return load_spec_payloads(Path(spec), variant)
     return load_payloads(
         Path(os.environ["SMLOCAL_LT_PAYLOAD"]),
         os.environ.get("SMLOCAL_LT_CONTENT_TYPE") or "application/json",
-        os.environ.get("SMLOCAL_LT_TARGET_VARIANT") or None,
+        variant,
     )
 
 
@@ -124,6 +129,7 @@ class SageMakerUser(FastHttpUser):
             self._path,
             data=payload.body,  # type: ignore[arg-type]  # bytes work; the stub says str
             headers=headers,
+            name=f"{self._path} [{payload.name}]" if payload.name else None,
             catch_response=True,
         ) as response:
             status = response.status_code or 0

@@ -43,10 +43,13 @@ class LocustError(RuntimeError):
 
 @dataclass(frozen=True)
 class LocustTarget:
-    """Where and what the locustfile invokes (passed to Locust as SMLOCAL_LT_* variables)."""
+    """Where and what the locustfile invokes (passed to Locust as SMLOCAL_LT_* variables).
+
+    Give ``payload`` (a body or ``.jsonl`` file) or ``spec`` (a contract spec's examples).
+    """
 
     host: str
-    payload: Path
+    payload: Path | None = None
     endpoint: str = ""
     path: str = ""
     content_type: str = "application/json"
@@ -54,6 +57,11 @@ class LocustTarget:
     sigv4_region: str | None = None
     workers: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    spec: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.payload is None) == (self.spec is None):
+            raise ValueError("give exactly one of payload and spec")
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -61,7 +69,8 @@ class LocustTarget:
         env.update(
             SMLOCAL_LT_ENDPOINT=self.endpoint,
             SMLOCAL_LT_PATH=self.path,
-            SMLOCAL_LT_PAYLOAD=str(self.payload.resolve()),
+            SMLOCAL_LT_PAYLOAD=str(self.payload.resolve()) if self.payload else "",
+            SMLOCAL_LT_SPEC=str(self.spec.resolve()) if self.spec else "",
             SMLOCAL_LT_CONTENT_TYPE=self.content_type,
             SMLOCAL_LT_TARGET_VARIANT=self.target_variant or "",
             SMLOCAL_LT_SIGV4_REGION=self.sigv4_region or "",

@@ -85,6 +85,31 @@ def test_find_max_on_sklearn_reports_max_rps_from_locust_stats(
     assert summary["instance_type"] == "ml.m5.large"
 
 
+@pytest.mark.docker
+@pytest.mark.e2e
+def test_spec_examples_are_the_payloads(docker_images: None, tmp_path: Path) -> None:
+    spec = Path(__file__).parents[2] / "contracts" / "specs" / "sklearn-iris.yaml"
+    report = tmp_path / "report"
+    result = smlocal(
+        "lt-spec", "--image", SKLEARN_IMAGE, "--model", str(SKLEARN_MODEL),
+        "--spec", str(spec), "--users", "1", "--duration", "2", "--report", str(report),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "sending 3 example(s)" in result.stderr
+    summary = json.loads((report / "loadtest-summary.json").read_text())
+    with (report / summary["steps"][0]["stats_csv"]).open() as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    path = "/endpoints/lt-spec/invocations"
+    # The 2xx examples, JSON and CSV, each in its own Locust row, all answered; the example
+    # expecting 400 (json-wrong-width) is not sent.
+    names = [f"{path} [{n}]" for n in ("json-two-rows", "csv-two-rows", "csv-default-accept")]
+    assert set(rows) == {*names, "Aggregated"}
+    counts = [int(rows[n]["Request Count"]) for n in names]
+    assert min(counts) >= 1 and max(counts) - min(counts) <= 1  # one shared rotation
+    assert sum(counts) == summary["totals"]["requests"]
+    assert summary["totals"]["failures"] == 0
+
+
 class _SigV4Checker(BaseHTTPRequestHandler):
     """Recomputes each request's SigV4 signature with the known secret, as AWS would."""
 
@@ -178,6 +203,7 @@ def test_aws_target_signs_every_request_with_sigv4(
     # headers over a changed body, or no signature at all.
     url_path = "/endpoints/prod-endpoint/invocations"
     host, port = sigv4_server.server_address[:2]
+    assert isinstance(host, str)
     signed = AWSRequest(
         method="POST", url=f"http://{host}:{port}{url_path}", data=PAYLOAD,
         headers={"Content-Type": "application/json"},

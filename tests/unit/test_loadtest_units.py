@@ -10,7 +10,7 @@ import pytest
 from loadtests.advice import advise
 from loadtests.errors import classify, parse_kind
 from loadtests.findmax import FindMaxSettings, find_max
-from loadtests.payloads import load_payloads
+from loadtests.payloads import load_payloads, load_spec_payloads
 from loadtests.stats import StepStats, read_step
 
 
@@ -45,6 +45,86 @@ def test_plain_file_is_one_body_and_broken_lines_are_named(tmp_path: Path) -> No
     broken.write_text('{"a": 1}\n{nope\n')
     with pytest.raises(ValueError, match=r"b\.jsonl:2"):
         load_payloads(broken)
+
+
+def test_spec_examples_become_payloads(tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_bytes(b"1,2\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "version: 1\n"
+        "examples:\n"
+        "  - {name: j, content_type: application/json, accept: text/csv, json: {x: [1]}}\n"
+        "  - {name: c, content_type: text/csv, body_file: rows.csv, expect: {status: 201}}\n"
+        "  - {name: bad, content_type: text/csv, body: 'a', expect: {status: 400}}\n"
+        "  - {name: t, content_type: text/plain, body: hi}\n"
+    )
+    payloads = load_spec_payloads(spec, target_variant="B")
+    assert [(p.name, p.body, p.content_type, p.accept) for p in payloads] == [
+        ("j", b'{"x": [1]}', "application/json", "text/csv"),
+        ("c", b"1,2\n", "text/csv", None),
+        ("t", b"hi", "text/plain", None),
+    ]  # the example expecting 400 is not load
+    assert payloads[0].headers() == {
+        "Content-Type": "application/json",
+        "Accept": "text/csv",
+        "X-Amzn-SageMaker-Target-Variant": "B",
+    }
+    toml = tmp_path / "s.toml"
+    toml.write_text('[[examples]]\nname = "c"\ncontent_type = "text/csv"\nbody = "1,2"\n')
+    assert [p.body for p in load_spec_payloads(toml)] == [b"1,2"]
+
+
+def test_spec_examples_match_the_contract_parser() -> None:
+    from contracts.specfile import load_spec
+
+    path = Path(__file__).parents[2] / "contracts" / "specs" / "sklearn-iris.yaml"
+    expected = [
+        (e.payload(), e.content_type, e.accept)
+        for e in load_spec(path).examples
+        if 200 <= e.expect.status < 300
+    ]
+    ours = [(p.body, p.content_type, p.accept) for p in load_spec_payloads(path)]
+    assert ours == expected
+    assert {p.content_type for p in load_spec_payloads(path)} == {"application/json", "text/csv"}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("s.yaml", "version: 1\nname: x\n", "no examples to send"),
+        ("s.yaml", "examples:\n  - {name: e, json: 1, expect: {status: 404}}\n", "content_type"),
+        (
+            "s.yaml",
+            "examples:\n  - {name: e, content_type: a/b, json: 1, expect: {status: 404}}\n",
+            "no examples to send",
+        ),
+        ("s.yaml", "examples:\n  - {name: e, content_type: a/b}\n", "exactly one of body"),
+        ("s.yaml", "examples:\n  - {name: e, content_type: a/b, body_file: nope.bin}\n", "nope"),
+        ("s.yaml", "examples: [\n", "not valid YAML"),
+        ("s.toml", "examples = [\n", "not valid TOML"),
+        ("s.yaml", "- just\n- a list\n", "top level must be a mapping"),
+        ("s.json", "{}", "expected a .yaml, .yml or .toml"),
+    ],
+)
+def test_bad_specs_are_clear_errors(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as caught:
+        load_spec_payloads(path)
+    assert str(path) in str(caught.value)
+    with pytest.raises(ValueError, match="cannot read spec"):
+        load_spec_payloads(tmp_path / "missing.yaml")
+
+
+def test_user_steps_parse_or_explain() -> None:
+    import typer
+
+    from emulator.cli_loadtest import _parse_user_steps
+
+    assert _parse_user_steps("1, 2,4,8") == (1, 2, 4, 8)
+    for bad in ("1,,2", "0", "two", "1.5", "-1"):
+        with pytest.raises(typer.BadParameter, match="positive whole numbers"):
+            _parse_user_steps(bad)
 
 
 @pytest.mark.parametrize(
