@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from contracts.bringup import bring_up
+from contracts.bringup import ISOLATED_NETWORK, RecordingBackend, Startup, bring_up
 from contracts.checks import ALL_CHECKS, IMAGE_CHECKS, LIFECYCLE_CHECKS, LIVE_CHECKS, LiveCheck
-from contracts.checks.startup import STARTUP_CHECKS
+from contracts.checks.startup import BIND_TO_PORT, STARTUP_CHECKS, check_bind_to_port
 from contracts.context import LiveContext, learn
 from contracts.image_facts import collect_image_facts
 from contracts.model import CheckInfo, CheckResult, Outcome, Status, SuiteReport
 from contracts.specfile import ContractSpec, load_spec, spec_digest
 from emulator.artifacts import StagedModel, stage_model
+from emulator.backend import LABEL_SESSION, ContainerRun
 from emulator.docker_backend import DockerBackend
 from emulator.errors import ConfigError
 from emulator.spec import DEFAULT_INSTANCE_TYPE, EndpointSpec, build_spec
@@ -161,12 +162,19 @@ def run_suite(options: SuiteOptions, progress: Progress | None = None) -> SuiteR
     suite = _Suite(options, spec, progress)
     for info, judge in IMAGE_CHECKS:
         suite.run(info, lambda judge=judge: judge(facts))  # type: ignore[misc]
-    later = [c.info for c in (*LIVE_CHECKS, *LIFECYCLE_CHECKS)]
+    later = [BIND_TO_PORT, *(c.info for c in (*LIVE_CHECKS, *LIFECYCLE_CHECKS))]
     if not suite.wants_any([*STARTUP_CHECKS, *later]):
         suite.skip_all([*STARTUP_CHECKS, *later], "not selected")
     else:
+        labels = facts.config.get("Labels") or {}
         _live_phase(
-            suite, options=options, endpoint=endpoint, staged=staged, state=state, spec=spec
+            suite,
+            options=options,
+            endpoint=endpoint,
+            staged=staged,
+            state=state,
+            spec=spec,
+            labels=labels,
         )
     report.results = suite.results
     report.wall_s = time.perf_counter() - clock
@@ -181,13 +189,14 @@ def _live_phase(
     staged: StagedModel | None,
     state: StateDir,
     spec: ContractSpec | None,
+    labels: dict[str, str],
 ) -> None:
     live_checks: tuple[LiveCheck, ...] = (*LIVE_CHECKS, *LIFECYCLE_CHECKS)
     gate = next(c for c in STARTUP_CHECKS if c.id == "startup.healthy")
     blocked = suite.blocked(gate)
     if blocked is not None:
         suite.skip_all(STARTUP_CHECKS, blocked)
-        suite.skip_all([c.info for c in live_checks], blocked)
+        suite.skip_all([BIND_TO_PORT, *(c.info for c in live_checks)], blocked)
         return
     with contextlib.ExitStack() as stack:
         started = time.perf_counter()
@@ -207,9 +216,11 @@ def _live_phase(
         attempt = startup.attempt
         if attempt is None or attempt.backend.container is None:
             suite.skip_all(
-                [c.info for c in live_checks], "blocked: the container never became healthy"
+                [BIND_TO_PORT, *(c.info for c in live_checks)],
+                "blocked: the container never became healthy",
             )
             return
+        suite.run(BIND_TO_PORT, lambda: _bind_to_port(endpoint, staged, startup, labels))
         context = LiveContext(
             address=attempt.backend.container.published,
             container_id=attempt.backend.container.id,
@@ -223,3 +234,24 @@ def _live_phase(
             learn(context)
         for live in live_checks:
             suite.run(live.info, lambda live=live: live.run(context))  # type: ignore[misc]
+
+
+def _bind_to_port(
+    endpoint: EndpointSpec, staged: StagedModel | None, startup: Startup, labels: dict[str, str]
+) -> Outcome:
+    """A second container, like the healthy one (same conditions), told to use another port."""
+    assert startup.attempt is not None
+    conditions = startup.attempt.conditions
+    backend = RecordingBackend(conditions, startup.attempt.backend.writable_model)
+    variant = endpoint.variants[0]
+    run = ContainerRun(
+        image=variant.image,
+        name=f"smlocal-contract-{uuid.uuid4().hex[:8]}",
+        model_dir=staged.path if staged else None,
+        env=dict(variant.env),
+        cpus=float(min(variant.instance.vcpus, backend.host_cpus())),
+        memory_bytes=variant.instance.memory_bytes,
+        labels={LABEL_SESSION: "contract"},
+        network=ISOLATED_NETWORK if conditions.isolated else None,
+    )
+    return check_bind_to_port(labels, backend, run, timeout_s=endpoint.startup_timeout_s)

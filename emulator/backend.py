@@ -53,11 +53,14 @@ class ContainerRun:
     # internal network, for EnableNetworkIsolation). The container is then reached on its
     # address in that network, which works where the host routes to it (Linux).
     network: str | None = None
+    # The port the server listens on inside the container: published, and used for the bridge
+    # address. 8080 unless the run sets SAGEMAKER_BIND_TO_PORT (inference pipelines).
+    container_port: int = CONTAINER_PORT
 
 
 @dataclass(frozen=True)
 class RunningContainer:
-    """A started container and the addresses its port 8080 answers on."""
+    """A started container and the addresses its server port (8080 by default) answers on."""
 
     id: str
     name: str

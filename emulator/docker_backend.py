@@ -95,7 +95,7 @@ class DockerBackend:
         elif run.network is not None:
             options["network"] = run.network
         else:
-            options["ports"] = {f"{CONTAINER_PORT}/tcp": (run.host_ip, None)}
+            options["ports"] = {f"{run.container_port}/tcp": (run.host_ip, None)}
         try:
             container = self._client.containers.run(run.image, **options)
         except docker.errors.ImageNotFound:
@@ -105,24 +105,26 @@ class DockerBackend:
                 f"Docker refused to start {run.image!r}: {error.explanation}"
             ) from None
         container.reload()
-        direct = self._bridge(container.attrs)
-        published = self._published(container.attrs, run.host_ip)
+        direct = self._bridge(container.attrs, run.container_port)
+        published = self._published(container.attrs, run.host_ip, run.container_port)
         if run.network is not None and direct is not None:
             published = direct  # nothing is published on a custom network: use its address
         return RunningContainer(id=container.id, name=run.name, published=published, direct=direct)
 
     @staticmethod
-    def _published(attrs: Mapping[str, Any], host_ip: str) -> tuple[str, int]:
-        bindings = (attrs["NetworkSettings"].get("Ports") or {}).get(f"{CONTAINER_PORT}/tcp")
+    def _published(
+        attrs: Mapping[str, Any], host_ip: str, port: int = CONTAINER_PORT
+    ) -> tuple[str, int]:
+        bindings = (attrs["NetworkSettings"].get("Ports") or {}).get(f"{port}/tcp")
         if not bindings:
             return (host_ip, 0)
         return (host_ip, int(bindings[0]["HostPort"]))
 
     @staticmethod
-    def _bridge(attrs: Mapping[str, Any]) -> tuple[str, int] | None:
+    def _bridge(attrs: Mapping[str, Any], port: int = CONTAINER_PORT) -> tuple[str, int] | None:
         for network in (attrs["NetworkSettings"].get("Networks") or {}).values():
             if network.get("IPAddress"):
-                return (str(network["IPAddress"]), CONTAINER_PORT)
+                return (str(network["IPAddress"]), port)
         return None
 
     def _container(self, container_id: str) -> Any:
@@ -140,6 +142,24 @@ class DockerBackend:
             oom_killed=bool(attrs.get("OOMKilled")),
             error=str(attrs.get("Error") or ""),
         )
+
+    def oom_kills(self, container_id: str) -> int | None:
+        """Processes the kernel OOM-killed in a running container's cgroup (None: unknown).
+
+        Docker's OOMKilled flag covers only the main process; a worker killed while its parent
+        lives on shows up here (cgroup v2 ``memory.events``, v1 ``memory.oom_control``).
+        """
+        try:
+            result = self._container(container_id).exec_run(
+                ["cat", "/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
+            )
+        except (BackendError, docker.errors.APIError):
+            return None
+        for line in bytes(result.output or b"").decode(errors="replace").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return None
 
     def logs(self, container_id: str, tail: int = 50) -> str:
         try:

@@ -11,7 +11,7 @@ from contracts.checks.image import IMAGE_CHECKS, ImageFacts
 from contracts.checks.invocations import INVOCATION_CHECKS
 from contracts.checks.lifecycle import LIFECYCLE_CHECKS
 from contracts.checks.ping import PING_CHECKS
-from contracts.checks.startup import STARTUP_CHECKS
+from contracts.checks.startup import BIND_TO_PORT, STARTUP_CHECKS
 
 __all__ = [
     "ALL_CHECKS",
@@ -27,6 +27,7 @@ LIVE_CHECKS: tuple[LiveCheck, ...] = (*PING_CHECKS, *INVOCATION_CHECKS)
 ALL_CHECKS = (
     *(info for info, _ in IMAGE_CHECKS),
     *STARTUP_CHECKS,
+    BIND_TO_PORT,
     *(check.info for check in LIVE_CHECKS),
     *(check.info for check in LIFECYCLE_CHECKS),
 )

@@ -21,8 +21,12 @@ __all__ = ["IMAGE_CHECKS", "ImageFacts"]
 _SHELLS = {"sh", "bash", "dash", "ash", "zsh"}
 # Names that hold secrets by convention. GPG_KEY (the official python image's release-signing
 # key id) is public, so a bare *_KEY suffix is not enough to flag a variable.
+# Whole words of the name (split at `_`): HF_TOKEN and AWS_SECRET_ACCESS_KEY are flagged,
+# TOKENIZERS_PARALLELISM (a tokenizers library switch) is not.
 _SECRET_NAME = re.compile(
-    r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.I
+    r"(?:^|_)(SECRETS?|PASSWORDS?|PASSWD|TOKENS?|API_?KEYS?|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS?)"
+    r"(?:_|$)",
+    re.I,
 )
 _SECRET_VALUE = re.compile(r"^(AKIA|ASIA)[0-9A-Z]{16}$|-----BEGIN [A-Z ]*PRIVATE KEY-----")
 

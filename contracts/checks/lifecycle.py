@@ -2,7 +2,8 @@
 
 SageMaker stops a container with SIGTERM and kills it 30 s later (scale-in, updates,
 replacement); a server that ignores SIGTERM drops in-flight requests at the SIGKILL. The
-container's memory limit is the instance type's; an OOM kill is reported as such.
+container's memory limit is the instance type's; an OOM kill is reported as such, also of a
+worker process the server outlived (the cgroup's OOM counter).
 """
 
 from __future__ import annotations
@@ -40,9 +41,22 @@ def check_oom(context: LiveContext) -> Outcome:
             ],
             memory_limit_bytes=limit,
         )
+    kills = context.backend.oom_kills(context.container_id) if state.running else None
+    if kills:
+        return Outcome.failed(
+            f"{kills} process(es) in the container were OOM-killed (limit {limit / 2**30:g} GiB, "
+            f"{context.instance.name}); the server survived, the killed work did not",
+            [
+                f"the kernel's cgroup OOM counter says oom_kill {kills} (a worker, not PID 1)",
+                "fix: a smaller model or batch, fewer workers, or a larger instance type",
+            ],
+            memory_limit_bytes=limit,
+            oom_kills=kills,
+        )
     return Outcome.passed(
         f"not OOM-killed within {limit / 2**30:g} GiB ({context.instance.name})",
         memory_limit_bytes=limit,
+        oom_kills=kills or 0,
     )
 
 

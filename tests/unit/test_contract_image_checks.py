@@ -68,3 +68,12 @@ def test_credentials_are_flagged_by_name_or_value_and_never_shown() -> None:
     assert not any("hunter2" in line or "AKIA" in line for line in outcome.evidence)
     clean = check_env_credentials(facts(Env=["PATH=/bin", "GPG_KEY=ABC"]))
     assert clean.status == Status.PASSED
+
+
+def test_credential_names_match_whole_words_only() -> None:
+    # TOKENIZERS_PARALLELISM is the Hugging Face tokenizers switch, not a token.
+    env = ["TOKENIZERS_PARALLELISM=false", "HF_TOKEN=x", "AWS_SECRET_ACCESS_KEY=y", "DB_PASSWORD=z"]
+    outcome = check_env_credentials(facts(Env=env))
+    assert outcome.measurements["variables"] == ["AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "HF_TOKEN"]
+    clean = check_env_credentials(facts(Env=["TOKENIZERS_PARALLELISM=false"]))
+    assert clean.status == Status.PASSED
