@@ -18,6 +18,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from emulator.spec import EndpointSpec
     from promote.request import PromoteRequest
 
 __all__ = ["register"]
@@ -98,22 +99,34 @@ def _build_request(options: dict[str, Any]) -> PromoteRequest:
     )
 
     o = options
-    profile = load_profile(o["profile"])
+    profile = load_profile(o["profile"], config=o["config"])
     instance_count = int(_first(o["instance_count"], profile.get("instance_count"), 1))
-    spec = build_spec(
-        name=check_endpoint_name(o["endpoint_name"]),
-        variants=[
-            {
-                "image": o["image"],
-                "model": o["model"],
-                "instance_type": _first(
-                    o["instance_type"], profile.get("instance_type"), "ml.m5.large"
-                ),
-                "instance_count": instance_count,
-                "weight": o["variant_weight"],
-            }
-        ],
-    )
+    if o["endpoint"] is not None:
+        spec = _spec_from_config(o)
+        instance_count = min(v.instance_count for v in spec.variants)
+        model = o["model"] or spec.variants[0].model or ""
+    else:
+        if o["image"] is None or o["model"] is None or o["endpoint_name"] is None:
+            _fail(
+                "pass IMAGE, --model and --endpoint-name, or --endpoint NAME to promote an "
+                "endpoint (all its variants) from the project config",
+                2,
+            )
+        model = o["model"]
+        spec = build_spec(
+            name=check_endpoint_name(o["endpoint_name"]),
+            variants=[
+                {
+                    "image": o["image"],
+                    "model": o["model"],
+                    "instance_type": _first(
+                        o["instance_type"], profile.get("instance_type"), "ml.m5.large"
+                    ),
+                    "instance_count": instance_count,
+                    "weight": o["variant_weight"],
+                }
+            ],
+        )
     advice = scaling_from_loadtest(o["scaling_from"]) if o["scaling_from"] else {}
 
     def scaling_value(flag: str, key: str, default: float) -> Any:
@@ -136,7 +149,7 @@ def _build_request(options: dict[str, Any]) -> PromoteRequest:
 
     return PromoteRequest(
         spec=spec,
-        model=o["model"],
+        model=model,
         region=_region(o["region"], profile),
         deployment_id=deployment_id,
         manifest_path=Path(manifest),
@@ -159,6 +172,24 @@ def _build_request(options: dict[str, Any]) -> PromoteRequest:
         poll_interval_s=o["poll_interval"],
         profile=o["profile"],
     )
+
+
+def _spec_from_config(o: dict[str, Any]) -> EndpointSpec:
+    """``--endpoint NAME``: the endpoint and all its variants (image, model, instance type,
+    count, weight each) from smlocal.toml; the single-variant flags do not apply."""
+    from emulator.config import load_config
+    from emulator.spec import build_spec
+    from promote.request import check_endpoint_name
+
+    given = [f for f in ("image", "instance_type", "instance_count") if o[f] is not None]
+    if given:
+        flags = ", ".join("IMAGE" if f == "image" else "--" + f.replace("_", "-") for f in given)
+        _fail(f"{flags}: not with --endpoint; set each variant in the project config", 2)
+    spec = load_config(o["config"], o["profile"]).endpoint(o["endpoint"])
+    if o["endpoint_name"] is not None:
+        spec = build_spec(**{**spec.model_dump(), "name": o["endpoint_name"]})
+    check_endpoint_name(spec.name)
+    return spec
 
 
 def _print_plan(steps: list[tuple[str, list[str]]]) -> None:
@@ -273,11 +304,27 @@ def register(app: typer.Typer) -> None:
     # typer commands take their options as parameters by design (as in emulator/cli.py).
     @app.command(rich_help_panel="Release")
     def promote(
-        image: Annotated[str, typer.Argument(help="The local image that passed contract-test.")],
+        image: Annotated[
+            str | None, typer.Argument(help="The local image that passed contract-test.")
+        ] = None,
         model: Annotated[
-            str, typer.Option("--model", "-m", help="model.tar.gz, a directory or s3://.")
-        ],
-        endpoint_name: Annotated[str, typer.Option(help="SageMaker endpoint name.")],
+            str | None,
+            typer.Option(
+                "--model", "-m", help="model.tar.gz, a directory or s3:// (default per variant)."
+            ),
+        ] = None,
+        endpoint_name: Annotated[str | None, typer.Option(help="SageMaker endpoint name.")] = None,
+        endpoint: Annotated[
+            str | None,
+            typer.Option(
+                help="Promote this endpoint of the project config: every variant with its "
+                "own image, model, instance type, count and weight."
+            ),
+        ] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(help="Project config (default: nearest smlocal.toml / pyproject)."),
+        ] = None,
         profile: Annotated[
             str | None, typer.Option(help="Profile (dev/test/prod) from smlocal.toml / pyproject.")
         ] = None,
@@ -366,6 +413,9 @@ def register(app: typer.Typer) -> None:
         poll_interval: Annotated[float, typer.Option(help="Seconds between status polls.")] = 15.0,
     ) -> None:
         """Ship IMAGE (with a passing contract-test record) to ECR and a SageMaker endpoint.
+
+        Or `--endpoint NAME`: ship that endpoint of the project config, every variant with its
+        own image and model (one push per image, one upload per model, one model per variant).
 
         ECR push, S3 upload, IAM role, model, endpoint config, endpoint (create or update),
         autoscaling and alarms — each recorded in a manifest that `smlocal cleanup` reverses.

@@ -69,9 +69,14 @@ def _checked(section: object, where: str) -> dict[str, Any]:
     return dict(section)
 
 
-def load_profile(profile: str | None, root: Path | None = None) -> dict[str, Any]:
-    """Promote defaults merged with ``profile``'s overrides (empty without a config file)."""
-    path = find_config_file(root or Path.cwd())
+def load_profile(
+    profile: str | None, root: Path | None = None, *, config: Path | None = None
+) -> dict[str, Any]:
+    """Promote defaults merged with ``profile``'s overrides (empty without a config file).
+
+    ``config`` names the file; otherwise the one nearest ``root`` (or the current directory).
+    """
+    path = config or find_config_file(root or Path.cwd())
     if path is None:
         if profile is not None:
             raise ConfigError(
@@ -79,5 +84,5 @@ def load_profile(profile: str | None, root: Path | None = None) -> dict[str, Any
                 "(or [tool.smlocal] in pyproject.toml) here or above"
             )
         return {}
-    config = load_config(path, profile)
-    return _checked(config.settings.get("promote", {}), f"{path} [promote]")
+    project = load_config(path, profile)
+    return _checked(project.settings.get("promote", {}), f"{path} [promote]")

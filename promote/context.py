@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
+from emulator.spec import VariantSpec
 from promote.aws import Clients
 from promote.manifest import Manifest
 from promote.naming import bounded, short_hash
 from promote.request import PromoteRequest
 
-__all__ = ["TAG_KEY", "Deployment", "NullReporter", "Reporter", "Tag"]
+__all__ = [
+    "TAG_KEY",
+    "Deployment",
+    "ImageTarget",
+    "NullReporter",
+    "Reporter",
+    "Tag",
+    "repository_for",
+]
 
 TAG_KEY = "smlocal:deployment-id"
 
@@ -44,6 +53,33 @@ class NullReporter:
         pass
 
 
+def repository_for(image: str) -> str:
+    """The ECR repository name an image name implies (no registry host, tag or digest)."""
+    base = image.rsplit("@", 1)[0]
+    last = base.rsplit("/", 1)[-1]
+    if ":" in last:
+        base = base.rsplit(":", 1)[0]
+    # ECR: lowercase, [a-z0-9._/-]; a registry host prefix is not part of the name.
+    parts = base.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]
+    return "/".join(parts).lower()
+
+
+@dataclass
+class ImageTarget:
+    """One distinct local image of the endpoint and where it goes (one push each)."""
+
+    image: str
+    image_id: str
+    repository: str
+    tag: str
+    repository_uri: str = ""
+    repository_arn: str = ""
+    uri: str = ""
+    """``<repository uri>@<digest>`` once pushed: what the SageMaker models run."""
+
+
 @dataclass
 class Deployment:
     """Inputs plus what earlier steps found out (account, URIs, ARNs) for later steps."""
@@ -62,6 +98,46 @@ class Deployment:
     model_data_url: str = ""
     role_arn: str = ""
     topic_arn: str | None = None
+    targets: list[ImageTarget] = field(default_factory=list)
+    """Distinct images in variant order; the first is ``image`` (built by ``deploy.prepare``)."""
+    model_urls: dict[str, str] = field(default_factory=dict)
+    """Model source (path or s3://) → its S3 URL, filled by the upload step."""
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            self.targets = [
+                ImageTarget(
+                    self.image,
+                    self.image_id,
+                    self.request.repository or repository_for(self.image),
+                    self.request.deployment_id,
+                )
+            ]
+
+    # -- per variant -------------------------------------------------------------------------
+
+    def variant_model(self, variant: VariantSpec) -> str:
+        """The variant's own model, else the request's (``--model``)."""
+        return variant.model or self.request.model
+
+    @property
+    def models(self) -> list[str]:
+        """Distinct model sources in variant order (one upload each)."""
+        return list(dict.fromkeys(self.variant_model(v) for v in self.request.spec.variants))
+
+    def model_key_for(self, model: str) -> str:
+        index = self.models.index(model)
+        name = "model.tar.gz" if index == 0 else f"model-{index + 1}.tar.gz"
+        return f"{self.key_prefix}/{self.request.deployment_id}/{name}"
+
+    def target(self, image: str) -> ImageTarget:
+        return next(t for t in self.targets if t.image == image)
+
+    def sagemaker_model_name(self, variant: VariantSpec) -> str:
+        """One SageMaker Model per variant; a single-variant endpoint keeps the short name."""
+        if len(self.request.spec.variants) == 1:
+            return self.model_name
+        return bounded(f"{self.endpoint}-{variant.name}", self.suffix)
 
     # -- names -------------------------------------------------------------------------------
 
@@ -79,17 +155,7 @@ class Deployment:
 
     @property
     def repository_name(self) -> str:
-        if self.request.repository:
-            return self.request.repository
-        base = self.image.rsplit("@", 1)[0]
-        last = base.rsplit("/", 1)[-1]
-        if ":" in last:
-            base = base.rsplit(":", 1)[0]
-        # ECR: lowercase, [a-z0-9._/-]; a registry host prefix is not part of the name.
-        parts = base.split("/")
-        if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-            parts = parts[1:]
-        return "/".join(parts).lower()
+        return self.targets[0].repository
 
     @property
     def image_tag(self) -> str:
@@ -106,7 +172,7 @@ class Deployment:
 
     @property
     def model_key(self) -> str:
-        return f"{self.key_prefix}/{self.request.deployment_id}/model.tar.gz"
+        return self.model_key_for(self.models[0])
 
     @property
     def role_name(self) -> str:

@@ -17,29 +17,62 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from promote.aws import Clients, error_code
-from promote.context import TAG_KEY, Deployment
+from promote.context import TAG_KEY, Deployment, ImageTarget
 from promote.errors import PromoteError
 from promote.manifest import Resource
 
-__all__ = ["delete_image", "delete_repository", "ensure_repository", "plan", "push_image"]
+__all__ = [
+    "delete_image",
+    "delete_repository",
+    "ensure_repository",
+    "plan",
+    "plan_push",
+    "plan_repository",
+    "push_image",
+]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
-def plan(dep: Deployment) -> list[str]:
+def _repositories(dep: Deployment) -> list[str]:
+    return list(dict.fromkeys(t.repository for t in dep.targets))
+
+
+def plan_repository(dep: Deployment) -> list[str]:
+    calls: list[str] = []
+    for name in _repositories(dep):
+        calls += [
+            f"ecr.describe_repositories(repositoryNames=[{name!r}])",
+            f"ecr.create_repository(repositoryName={name!r}, "
+            f"imageScanningConfiguration={{'scanOnPush': True}}, tags=[{TAG_KEY}]) if missing",
+        ]
+    return calls
+
+
+def plan_push(dep: Deployment) -> list[str]:
     target = dep.request.registry_url or "<the ECR registry>"
-    return [
-        f"ecr.describe_repositories(repositoryNames=[{dep.repository_name!r}])",
-        f"ecr.create_repository(repositoryName={dep.repository_name!r}, "
-        f"imageScanningConfiguration={{'scanOnPush': True}}, tags=[{TAG_KEY}]) if missing",
-        "ecr.get_authorization_token()",
-        f"docker push {target}/{dep.repository_name}:{dep.image_tag} (of {dep.image})",
+    return ["ecr.get_authorization_token()"] + [
+        f"docker push {target}/{t.repository}:{t.tag} (of {t.image})" for t in dep.targets
     ]
 
 
+def plan(dep: Deployment) -> list[str]:
+    return plan_repository(dep) + plan_push(dep)
+
+
 def ensure_repository(dep: Deployment) -> None:
+    """Every repository the endpoint's images go to (one per distinct name)."""
+    for name in _repositories(dep):
+        uri, arn = _ensure_one(dep, name)
+        for target in dep.targets:
+            if target.repository == name:
+                target.repository_uri, target.repository_arn = uri, arn
+    dep.repository_uri = dep.targets[0].repository_uri
+    dep.repository_arn = dep.targets[0].repository_arn
+
+
+def _ensure_one(dep: Deployment, name: str) -> tuple[str, str]:
     ecr = dep.clients.ecr
-    name = dep.repository_name
     try:
         repo: Any = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
         created = False
@@ -52,16 +85,10 @@ def ensure_repository(dep: Deployment) -> None:
             tags=[{"Key": TAG_KEY, "Value": dep.request.deployment_id}],
         )["repository"]
         created = True
-    dep.repository_uri = repo["repositoryUri"]
-    dep.repository_arn = repo["repositoryArn"]
-    dep.manifest.record(
-        "ecr-repository",
-        name,
-        created=created,
-        arn=dep.repository_arn,
-        details={"uri": dep.repository_uri},
-    )
+    uri, arn = str(repo["repositoryUri"]), str(repo["repositoryArn"])
+    dep.manifest.record("ecr-repository", name, created=created, arn=arn, details={"uri": uri})
     dep.reporter.info(f"repository {name} ({'created' if created else 'exists'})")
+    return uri, arn
 
 
 def _login(dep: Deployment) -> tuple[dict[str, str], str]:
@@ -73,17 +100,24 @@ def _login(dep: Deployment) -> tuple[dict[str, str], str]:
 
 
 def push_image(dep: Deployment) -> None:
+    """One push per distinct image (one login for all of them)."""
+    auth, ecr_registry = _login(dep)
+    registry = dep.request.registry_url or ecr_registry
+    for target in dep.targets:
+        _push_one(dep, target, auth, registry)
+    dep.image_uri = dep.targets[0].uri
+
+
+def _push_one(dep: Deployment, image: ImageTarget, auth: dict[str, str], registry: str) -> None:
     import docker
     from docker.errors import DockerException
 
-    auth, ecr_registry = _login(dep)
-    registry = dep.request.registry_url or ecr_registry
-    target = f"{registry}/{dep.repository_name}"
-    tag = dep.image_tag
+    target = f"{registry}/{image.repository}"
+    tag = image.tag
     digest = ""
     try:
         api = docker.from_env().api
-        api.tag(dep.image, target, tag)
+        api.tag(image.image, target, tag)
         try:
             for event in api.push(target, tag, stream=True, decode=True, auth_config=auth):
                 if "error" in event:
@@ -102,20 +136,21 @@ def push_image(dep: Deployment) -> None:
         raise PromoteError(f"docker push to {registry} failed: {error}") from None
     if not digest:
         raise PromoteError(f"docker push to {registry} reported no image digest")
-    dep.image_uri = f"{dep.repository_uri}@{digest}"
+    image.uri = f"{image.repository_uri}@{digest}"
     dep.manifest.record(
         "ecr-image",
-        f"{dep.repository_name}:{tag}",
+        f"{image.repository}:{tag}",
         created=True,
         details={
-            "repository": dep.repository_name,
+            "repository": image.repository,
             "tag": tag,
             "digest": digest,
             "registry": registry,
             "ecr": dep.request.registry_url is None,
+            "image": image.image,
         },
     )
-    dep.reporter.info(f"pushed {target}:{tag} ({digest[:19]})")
+    dep.reporter.info(f"pushed {target}:{tag} ({digest[:19]}) from {image.image}")
 
 
 def delete_image(clients: Clients, resource: Resource) -> str:

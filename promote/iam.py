@@ -40,8 +40,13 @@ def plan(dep: Deployment) -> list[str]:
         f"iam.get_role(RoleName={dep.role_name!r})",
         f"iam.create_role(RoleName={dep.role_name!r}, trust=sagemaker.amazonaws.com) if missing",
         f"iam.put_role_policy(RoleName={dep.role_name!r}, PolicyName={POLICY_NAME!r}) "
-        f"scoped to s3://{dep.bucket}/{dep.key_prefix}/* and repository {dep.repository_name}",
+        f"scoped to s3://{dep.bucket}/{dep.key_prefix}/* and repositories "
+        f"{', '.join(sorted({t.repository for t in dep.targets}))}",
     ]
+
+
+def _one_or_many(values: list[str]) -> str | list[str]:
+    return values[0] if len(values) == 1 else values
 
 
 def _s3_arn(dep: Deployment, uri: str) -> str:
@@ -50,22 +55,30 @@ def _s3_arn(dep: Deployment, uri: str) -> str:
 
 def policy_document(dep: Deployment) -> dict[str, Any]:
     p, region, account = dep.partition, dep.request.region, dep.account
-    model_bucket, _, model_key = dep.model_data_url.removeprefix("s3://").partition("/")
-    prefix = model_key.rsplit("/", 2)[0] if model_key else dep.key_prefix
+    read: list[str] = []
+    listing: dict[str, list[str]] = {}
+    for url in dict.fromkeys(dep.model_urls.values() or [dep.model_data_url]):
+        model_bucket, _, model_key = url.removeprefix("s3://").partition("/")
+        prefix = model_key.rsplit("/", 2)[0] if model_key else dep.key_prefix
+        read.append(f"arn:{p}:s3:::{model_bucket}/{prefix}/*")
+        listing.setdefault(model_bucket, []).append(f"{prefix}/*")
     statements: list[dict[str, Any]] = [
         {
             "Sid": "ReadModel",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": f"arn:{p}:s3:::{model_bucket}/{prefix}/*",
+            "Resource": _one_or_many(sorted(set(read))),
         },
-        {
-            "Sid": "ListModelPrefix",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": f"arn:{p}:s3:::{model_bucket}",
-            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
-        },
+        *(
+            {
+                "Sid": f"ListModelPrefix{index}" if index else "ListModelPrefix",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": f"arn:{p}:s3:::{bucket}",
+                "Condition": {"StringLike": {"s3:prefix": sorted(set(prefixes))}},
+            }
+            for index, (bucket, prefixes) in enumerate(listing.items())
+        ),
         {
             "Sid": "PullImage",
             "Effect": "Allow",
@@ -74,7 +87,9 @@ def policy_document(dep: Deployment) -> dict[str, Any]:
                 "ecr:BatchGetImage",
                 "ecr:GetDownloadUrlForLayer",
             ],
-            "Resource": dep.repository_arn,
+            "Resource": _one_or_many(
+                sorted({t.repository_arn for t in dep.targets} - {""}) or [dep.repository_arn]
+            ),
         },
         {
             "Sid": "EcrLogin",

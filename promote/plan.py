@@ -43,15 +43,15 @@ def _split(
 
 STEPS: tuple[Step, ...] = (
     Step("identity", _identity, lambda dep: ["sts.get_caller_identity()"]),
-    Step("ecr repository", ecr.ensure_repository, _split(ecr.plan, 0, 2)),
-    Step("image push", ecr.push_image, _split(ecr.plan, 2)),
-    Step("s3 bucket", s3.ensure_bucket, _split(s3.plan, 0, 2)),
-    Step("model upload", s3.upload_model, _split(s3.plan, 2)),
+    Step("ecr repository", ecr.ensure_repository, ecr.plan_repository),
+    Step("image push", ecr.push_image, ecr.plan_push),
+    Step("s3 bucket", s3.ensure_bucket, s3.plan_bucket),
+    Step("model upload", s3.upload_model, s3.plan_upload),
     Step("iam role", iam.ensure_role, iam.plan),
-    Step("sagemaker model", sagemaker.create_model, _split(sagemaker.plan, 0, 1)),
-    Step("endpoint config", sagemaker.create_endpoint_config, _split(sagemaker.plan, 1, 2)),
-    Step("endpoint", sagemaker.deploy_endpoint, _split(sagemaker.plan, 2, 3)),
-    Step("wait for InService", sagemaker.wait_in_service, _split(sagemaker.plan, 3)),
+    Step("sagemaker model", sagemaker.create_model, sagemaker.plan_models),
+    Step("endpoint config", sagemaker.create_endpoint_config, _split(sagemaker.plan, -3, -2)),
+    Step("endpoint", sagemaker.deploy_endpoint, _split(sagemaker.plan, -2, -1)),
+    Step("wait for InService", sagemaker.wait_in_service, _split(sagemaker.plan, -1)),
     Step("autoscaling", autoscaling.ensure_scaling, autoscaling.plan),
     Step("alarms", alarms.ensure_alarms, alarms.plan),
 )

@@ -77,6 +77,7 @@ class PromoteRequest:
 
     spec: EndpointSpec
     model: str
+    """``--model``: the model of every variant that does not name its own."""
     region: str
     deployment_id: str
     manifest_path: Path
@@ -161,6 +162,12 @@ def validate_request(request: PromoteRequest) -> None:
     """
     check_endpoint_name(request.spec.name)
     spec, serverless = request.spec, request.serverless
+    missing = [v.name for v in spec.variants if not (v.model or request.model)]
+    if missing:
+        raise ConfigError(
+            f"variant(s) {', '.join(missing)} have no model: give each variant a model or "
+            "pass --model"
+        )
     if serverless is not None:
         parse_serverless(f"{serverless.memory_mb}:{serverless.max_concurrency}")
         if len(spec.variants) > MAX_SERVERLESS_VARIANTS:

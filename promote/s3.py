@@ -21,29 +21,58 @@ from promote.context import TAG_KEY, Deployment
 from promote.errors import PromoteError
 from promote.manifest import Resource
 
-__all__ = ["delete_bucket", "delete_object", "ensure_bucket", "plan", "upload_model"]
+__all__ = [
+    "delete_bucket",
+    "delete_object",
+    "ensure_bucket",
+    "plan",
+    "plan_bucket",
+    "plan_upload",
+    "upload_model",
+]
 
 _PART = 8 * 1024 * 1024
 _NOT_FOUND = ("404", "NoSuchBucket", "NotFound")
 
 
-def plan(dep: Deployment) -> list[str]:
-    if dep.request.model.startswith("s3://"):
-        return [f"(model already in S3: {dep.request.model}; no bucket or upload)"]
+def _local_models(dep: Deployment) -> list[str]:
+    return [m for m in dep.models if not m.startswith("s3://")]
+
+
+def plan_bucket(dep: Deployment) -> list[str]:
+    if not _local_models(dep):
+        return [f"(models already in S3: {', '.join(dep.models)}; no bucket)"]
     bucket = dep.bucket
     return [
         f"s3.head_bucket(Bucket={bucket!r})",
         f"s3.create_bucket(Bucket={bucket!r}) if missing, then put_bucket_encryption(AES256), "
         "put_public_access_block(all four on), put_bucket_versioning(Enabled), "
         f"put_bucket_tagging({TAG_KEY})",
-        f"s3 multipart upload {dep.request.model} → s3://{bucket}/{dep.model_key} "
-        "(ChecksumAlgorithm=SHA256, 8 MiB parts)",
-        f"s3.head_object(Bucket={bucket!r}, Key={dep.model_key!r}, ChecksumMode='ENABLED')",
     ]
 
 
+def plan_upload(dep: Deployment) -> list[str]:
+    calls: list[str] = []
+    bucket = dep.bucket
+    for model in dep.models:
+        if model.startswith("s3://"):
+            calls.append(f"(model already in S3: {model}; no upload)")
+            continue
+        key = dep.model_key_for(model)
+        calls += [
+            f"s3 multipart upload {model} → s3://{bucket}/{key} "
+            "(ChecksumAlgorithm=SHA256, 8 MiB parts)",
+            f"s3.head_object(Bucket={bucket!r}, Key={key!r}, ChecksumMode='ENABLED')",
+        ]
+    return calls
+
+
+def plan(dep: Deployment) -> list[str]:
+    return plan_bucket(dep) + plan_upload(dep)
+
+
 def ensure_bucket(dep: Deployment) -> None:
-    if dep.request.model.startswith("s3://"):
+    if not _local_models(dep):
         return
     s3, bucket = dep.clients.s3, dep.bucket
     try:
@@ -118,13 +147,21 @@ def _uploaded_sha256(dep: Deployment, bucket: str, key: str) -> str | None:
 
 
 def upload_model(dep: Deployment) -> None:
-    if dep.request.model.startswith("s3://"):
-        dep.model_data_url = dep.request.model
+    """One upload per distinct model; s3:// models are used where they are."""
+    for model in dep.models:
+        _upload_one(dep, model)
+    dep.model_data_url = dep.model_urls[dep.models[0]]
+
+
+def _upload_one(dep: Deployment, model: str) -> None:
+    if model.startswith("s3://"):
+        dep.model_urls[model] = model
         return
-    s3, bucket, key = dep.clients.s3, dep.bucket, dep.model_key
-    dep.model_data_url = f"s3://{bucket}/{key}"
+    s3, bucket, key = dep.clients.s3, dep.bucket, dep.model_key_for(model)
+    url = f"s3://{bucket}/{key}"
+    dep.model_urls[model] = url
     with tempfile.TemporaryDirectory(prefix="smlocal-promote-") as workdir:
-        path = _tarball(Path(dep.request.model).expanduser(), Path(workdir))
+        path = _tarball(Path(model).expanduser(), Path(workdir))
         sha256 = _sha256(path)
         if _uploaded_sha256(dep, bucket, key) == sha256:
             dep.reporter.info(f"s3://{bucket}/{key} is already uploaded")
@@ -148,12 +185,12 @@ def upload_model(dep: Deployment) -> None:
                 f"upload to s3://{bucket}/{key} failed: {describe_error(cause)}"
             ) from None
     head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-    earlier = dep.manifest.find("s3-object", dep.model_data_url)
+    earlier = dep.manifest.find("s3-object", url)
     versions = list(earlier.details.get("version_ids", [])) if earlier else []
     versions.append(head.get("VersionId") or "null")
     dep.manifest.record(
         "s3-object",
-        dep.model_data_url,
+        url,
         created=True,
         arn=f"arn:{dep.partition}:s3:::{bucket}/{key}",
         details={

@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from emulator.spec import VariantSpec
 from promote.aws import Clients, error_code
 from promote.context import Deployment
 from promote.errors import PromoteError
@@ -26,6 +27,7 @@ __all__ = [
     "delete_model",
     "deploy_endpoint",
     "plan",
+    "plan_models",
     "wait_in_service",
 ]
 
@@ -40,10 +42,18 @@ def _missing(error: ClientError) -> bool:
     return error_code(error) == "ValidationException" and "Could not find" in message
 
 
+def plan_models(dep: Deployment) -> list[str]:
+    return [
+        f"sagemaker.create_model(ModelName={dep.sagemaker_model_name(v)!r}, "
+        f"Image=<pushed digest of {v.image}>, ModelDataUrl=<{dep.variant_model(v)}>, "
+        "ExecutionRoleArn=<role>)"
+        for v in dep.request.spec.variants
+    ]
+
+
 def plan(dep: Deployment) -> list[str]:
     return [
-        f"sagemaker.create_model(ModelName={dep.model_name!r}, Image=<pushed digest>, "
-        f"ModelDataUrl=<uploaded model>, ExecutionRoleArn=<role>)",
+        *plan_models(dep),
         f"sagemaker.create_endpoint_config(EndpointConfigName={dep.config_name!r}, "
         f"{len(dep.request.spec.variants)} variant(s))",
         f"sagemaker.describe_endpoint(EndpointName={dep.endpoint!r}) then create_endpoint "
@@ -66,7 +76,13 @@ def _check_not_taken(dep: Deployment, kind: str, name: str, taken: bool) -> bool
 
 
 def create_model(dep: Deployment) -> None:
-    sm, name = dep.clients.sagemaker, dep.model_name
+    """One SageMaker Model per variant, each with its own image and model."""
+    for variant in dep.request.spec.variants:
+        _create_one_model(dep, variant)
+
+
+def _create_one_model(dep: Deployment, variant: VariantSpec) -> None:
+    sm, name = dep.clients.sagemaker, dep.sagemaker_model_name(variant)
     try:
         sm.describe_model(ModelName=name)
         taken = True
@@ -76,8 +92,9 @@ def create_model(dep: Deployment) -> None:
         taken = False
     if _check_not_taken(dep, "sagemaker-model", name, taken):
         return
-    variant = dep.request.spec.variants[0]
-    container: dict[str, Any] = {"Image": dep.image_uri, "ModelDataUrl": dep.model_data_url}
+    image_uri = dep.target(variant.image).uri
+    model_url = dep.model_urls[dep.variant_model(variant)]
+    container: dict[str, Any] = {"Image": image_uri, "ModelDataUrl": model_url}
     if variant.env:
         container["Environment"] = dict(variant.env)
     deadline = time.monotonic() + _ROLE_PROPAGATION_S
@@ -96,9 +113,13 @@ def create_model(dep: Deployment) -> None:
                 raise
             time.sleep(5)
     dep.manifest.record(
-        "sagemaker-model", name, created=True, arn=arn, details={"image": dep.image_uri}
+        "sagemaker-model",
+        name,
+        created=True,
+        arn=arn,
+        details={"image": image_uri, "model": model_url, "variant": variant.name},
     )
-    dep.reporter.info(f"model {name}")
+    dep.reporter.info(f"model {name} (variant {variant.name})")
 
 
 def _variants(dep: Deployment) -> list[dict[str, Any]]:
@@ -106,7 +127,7 @@ def _variants(dep: Deployment) -> list[dict[str, Any]]:
     for spec in dep.request.spec.variants:
         variant: dict[str, Any] = {
             "VariantName": spec.name,
-            "ModelName": dep.model_name,
+            "ModelName": dep.sagemaker_model_name(spec),
             "InitialVariantWeight": spec.weight,
         }
         serverless = dep.request.serverless

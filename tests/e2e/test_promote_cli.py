@@ -129,7 +129,7 @@ def test_promote_describe_cleanup(
         json.dumps({"target_invocations_per_instance": 240, "min_instances": 2, "max_instances": 6})
     )
     (tmp_path / "smlocal.toml").write_text(
-        '[promote]\nregion = "us-east-1"\n\n[profiles.prod]\ninstance_count = 2\n'
+        '[promote]\nregion = "us-east-1"\n\n[profiles.prod.promote]\ninstance_count = 2\n'
     )
 
     promoted = _smlocal(
@@ -284,3 +284,37 @@ def test_refusals_come_before_any_aws_call(
     if code == 3:
         assert "smlocal contract-test smlocal/sklearn-iris:latest --model" in result.stderr
     assert not (tmp_path / ".smlocal").exists()
+
+
+def test_endpoint_from_the_config_promotes_every_variant(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """`--endpoint NAME`: each variant's own image, model and settings, from smlocal.toml."""
+    model_b = tmp_path / "model-b"
+    model_b.mkdir()
+    (model_b / "weights.txt").write_text("b\n")
+    (tmp_path / "smlocal.toml").write_text(
+        '[promote]\nregion = "us-east-1"\n\n[endpoints.iris-ab]\n'
+        f'[[endpoints.iris-ab.variants]]\nname = "A"\nimage = "{SKLEARN_IMAGE}"\n'
+        f'model = "{SKLEARN_MODEL}"\nweight = 3\n'
+        f'[[endpoints.iris-ab.variants]]\nname = "B"\nimage = "{SKLEARN_IMAGE}"\n'
+        'model = "model-b"\nweight = 1\ninstance_type = "ml.c5.xlarge"\n'
+    )
+    result = _smlocal(
+        "promote", "--endpoint", "iris-ab", "--endpoint-url", NO_AWS, "--skip-gate",
+        "--dry-run", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("sagemaker.create_model(") == 2
+    assert result.stdout.count("s3 multipart upload") == 2
+    assert "model-2.tar.gz" in result.stdout
+    assert result.stdout.count("docker push") == 1  # one distinct image, one push
+    assert "2 variant(s)" in result.stdout
+    assert not (tmp_path / ".smlocal").exists()
+
+    mixed = _smlocal(
+        "promote", SKLEARN_IMAGE, "--endpoint", "iris-ab", "--endpoint-url", NO_AWS,
+        "--dry-run", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert mixed.returncode == 2
+    assert "not with --endpoint" in mixed.stderr

@@ -86,11 +86,11 @@ def _inject(
 
 def _request(tmp_path: Path, name: str, registry: str | None, **changes: Any) -> PromoteRequest:
     spec_fields = changes.pop("spec_fields", {})
+    # A variant's own model wins over the request's (--model), so the two stay the same here.
+    model = changes.get("model", str(SKLEARN_MODEL))
     spec = build_spec(
         name=name,
-        variants=spec_fields.pop(
-            "variants", [{"image": SKLEARN_IMAGE, "model": str(SKLEARN_MODEL)}]
-        ),
+        variants=spec_fields.pop("variants", [{"image": SKLEARN_IMAGE, "model": model}]),
     )
     values: dict[str, Any] = {
         "spec": spec,
@@ -397,3 +397,178 @@ def test_a_large_model_directory_goes_up_packed_in_checksummed_parts(
     head = clients.s3.head_object(**where)
     assert head["Metadata"]["sha256"] == upload.details["sha256"]
     run_cleanup(manifest, CleanupOptions(poll_interval_s=0.05))
+
+
+# -- several variants, each with its own image and model ---------------------------------------
+
+VARIANT_IMAGES = ("smlocal-multi/iris-a:latest", "smlocal-multi/iris-b:latest")
+
+
+@pytest.fixture(scope="module")
+def variant_images() -> Iterator[tuple[str, str]]:
+    """Two local images made from the sklearn one, each with its own digest and repository.
+
+    A label makes each a distinct image (no layer is copied), so no other test's cleanup of
+    the sklearn image's digest in the shared local registry can touch what this one pushed.
+    """
+    import io
+
+    import docker
+
+    images = docker.from_env().images
+    for tag in VARIANT_IMAGES:
+        dockerfile = f"FROM {SKLEARN_IMAGE}\nLABEL smlocal.test.variant={tag}\n"
+        images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    try:
+        yield VARIANT_IMAGES
+    finally:
+        for tag in VARIANT_IMAGES:
+            images.remove(tag, noprune=False)
+
+
+def _second_model(tmp_path: Path) -> Path:
+    """The sklearn model unpacked into a directory plus one file: another digest, another upload."""
+    import tarfile
+
+    folder = tmp_path / "model-b"
+    folder.mkdir()
+    with tarfile.open(SKLEARN_MODEL) as archive:
+        archive.extractall(folder, filter="data")
+    (folder / "VARIANT").write_text("b\n")
+    return folder
+
+
+def _two_variant_request(
+    tmp_path: Path, name: str, registry: str, images: tuple[str, str]
+) -> PromoteRequest:
+    """Built the way a project does it: smlocal.toml → load_config(...).endpoint(name)."""
+    from emulator.config import load_config
+
+    model_b = _second_model(tmp_path)
+    config = tmp_path / "smlocal.toml"
+    config.write_text(
+        f"[endpoints.{name}]\n"
+        f"[[endpoints.{name}.variants]]\n"
+        f'name = "A"\nimage = "{images[0]}"\nmodel = "{SKLEARN_MODEL}"\n'
+        'weight = 3\ninstance_type = "ml.m5.large"\ninstance_count = 2\n'
+        f"[[endpoints.{name}.variants]]\n"
+        f'name = "B"\nimage = "{images[1]}"\nmodel = "{model_b.name}"\n'
+        'weight = 1\ninstance_type = "ml.c5.xlarge"\n'
+    )
+    spec = load_config(config).endpoint(name)
+    return _request(tmp_path, name, registry, spec=spec, model=str(SKLEARN_MODEL))
+
+
+def _pass_gate_for(image: str, model: str) -> None:
+    import docker
+
+    from contracts.ledger import record_pass
+    from contracts.model import SuiteReport
+    from contracts.specfile import ContractSpec, spec_digest
+    from emulator.artifacts import stage_model
+    from emulator.state import StateDir
+
+    record_pass(
+        SuiteReport(
+            image=image,
+            image_id=docker.from_env().images.get(image).id,
+            model=model,
+            model_digest=stage_model(model, StateDir().cache).digest,
+            spec_path=None,
+            spec_digest=spec_digest(ContractSpec()),
+            instance_type="ml.m5.large",
+        )
+    )
+
+
+def _registry_tags(registry: str, repository: str) -> list[str]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{registry}/v2/{repository}/tags/list") as answer:
+            return list(json.load(answer).get("tags") or [])
+    except urllib.error.HTTPError:
+        return []
+
+
+def test_each_variant_ships_its_own_image_and_model(
+    tmp_path: Path,
+    smlocal_home: Path,
+    registry: str,
+    clients: Clients,
+    variant_images: tuple[str, str],
+) -> None:
+    request = _two_variant_request(tmp_path, "two-variants", registry, variant_images)
+    a, b = request.spec.variants
+    assert a.model is not None and b.model is not None
+    _pass_gate_for(a.image, a.model)
+    _pass_gate_for(b.image, b.model)
+    before = snapshot(clients)
+
+    manifest = execute(prepare(request))
+
+    assert manifest.status == "complete"
+    assert [p["variants"] for p in manifest.gate["pairs"]] == [["A"], ["B"]]
+    sm = clients.sagemaker
+    config = sm.describe_endpoint_config(EndpointConfigName=_config_name(manifest))
+    variants = {v["VariantName"]: v for v in config["ProductionVariants"]}
+    assert set(variants) == {"A", "B"}
+    assert variants["A"]["InitialVariantWeight"] == 3.0
+    assert variants["B"]["InitialVariantWeight"] == 1.0
+    assert (variants["A"]["InstanceType"], variants["A"]["InitialInstanceCount"]) == (
+        "ml.m5.large",
+        2,
+    )
+    assert (variants["B"]["InstanceType"], variants["B"]["InitialInstanceCount"]) == (
+        "ml.c5.xlarge",
+        1,
+    )
+    models = {
+        name: sm.describe_model(ModelName=variants[name]["ModelName"])["PrimaryContainer"]
+        for name in ("A", "B")
+    }
+    assert len({v["ModelName"] for v in variants.values()}) == 2
+    assert "/smlocal-multi/iris-a@sha256:" in models["A"]["Image"]
+    assert "/smlocal-multi/iris-b@sha256:" in models["B"]["Image"]
+    assert models["A"]["ModelDataUrl"].endswith("/two-variants-1/model.tar.gz")
+    assert models["B"]["ModelDataUrl"].endswith("/two-variants-1/model-2.tar.gz")
+    uploads = {r.id for r in manifest.of_kind("s3-object")}
+    assert uploads == {models["A"]["ModelDataUrl"], models["B"]["ModelDataUrl"]}
+    pushed = {r.id for r in manifest.of_kind("ecr-image")}
+    assert pushed == {
+        "smlocal-multi/iris-a:two-variants-1",
+        "smlocal-multi/iris-b:two-variants-1-2",
+    }
+    assert "two-variants-1" in _registry_tags(registry, "smlocal-multi/iris-a")
+    assert "two-variants-1-2" in _registry_tags(registry, "smlocal-multi/iris-b")
+    # Both variants are scaled: one target per variant.
+    assert {r.id for r in manifest.of_kind("scalable-target")} >= {
+        "endpoint/two-variants/variant/A",
+        "endpoint/two-variants/variant/B",
+    }
+
+    run_cleanup(manifest, CleanupOptions(poll_interval_s=0.05))
+
+    assert snapshot(clients) == before
+    assert "two-variants-1" not in _registry_tags(registry, "smlocal-multi/iris-a")
+    assert "two-variants-1-2" not in _registry_tags(registry, "smlocal-multi/iris-b")
+
+
+def _config_name(manifest: Manifest) -> str:
+    [config] = manifest.of_kind("sagemaker-endpoint-config")
+    return config.id
+
+
+def test_a_variant_without_its_own_contract_pass_is_refused_before_any_aws_call(
+    tmp_path: Path, smlocal_home: Path, registry: str, variant_images: tuple[str, str], calls: Calls
+) -> None:
+    request = _two_variant_request(tmp_path, "half-gated", registry, variant_images)
+    a = request.spec.variants[0]
+    assert a.model is not None
+    _pass_gate_for(a.image, a.model)  # only variant A's (image, model) passed
+    with pytest.raises(GateRefusedError, match=r"refusing to promote smlocal-multi/iris-b"):
+        prepare(request)
+    assert calls == []
+    assert not request.manifest_path.exists()

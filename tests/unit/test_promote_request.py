@@ -125,3 +125,37 @@ def test_loadtest_file_without_the_field_is_refused(tmp_path: Path) -> None:
     path.write_text("{}")
     with pytest.raises(ConfigError, match="target_invocations_per_instance"):
         scaling_from_loadtest(path)
+
+
+def test_a_variant_without_a_model_needs_the_request_model() -> None:
+    with pytest.raises(ConfigError, match="variant\\(s\\) v0, v1 have no model"):
+        validate_request(_request(variants=2, model=""))
+    validate_request(_request(variants=2))  # --model is every variant's fallback
+
+
+def test_each_variant_gets_its_own_names_for_image_model_and_upload() -> None:
+    from promote.context import Deployment, repository_for
+    from promote.manifest import Manifest
+
+    spec = build_spec(
+        name="iris",
+        variants=[
+            {"name": "A", "image": "reg.example:5000/team/iris:1", "model": "a.tar.gz"},
+            {"name": "B", "image": "team/iris-b:2", "model": "b"},
+            {"name": "C", "image": "team/iris-b:2", "model": "a.tar.gz"},
+        ],
+    )
+    request = _request(spec=spec)
+    dep = Deployment(
+        request=request,
+        clients=None,  # type: ignore[arg-type]
+        manifest=Manifest(Path("m.json"), "iris-1", "iris", "us-east-1"),
+        reporter=None,  # type: ignore[arg-type]
+        image="reg.example:5000/team/iris:1",
+        image_id="sha256:1",
+    )
+    assert repository_for("reg.example:5000/team/iris:1") == "team/iris"
+    assert dep.models == ["a.tar.gz", "b"]
+    assert dep.model_key_for("b") == "smlocal/iris/iris-1/model-2.tar.gz"
+    names = [dep.sagemaker_model_name(v) for v in spec.variants]
+    assert len(set(names)) == 3 and all(n.startswith("iris-") for n in names)
