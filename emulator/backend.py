@@ -7,7 +7,7 @@ Methods are blocking (the Docker SDK is); async callers run them in a worker thr
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -44,8 +44,6 @@ class ContainerRun:
     labels: Mapping[str, str]
     command: tuple[str, ...] = ("serve",)
     host_ip: str = "127.0.0.1"
-    network_disabled: bool = False
-    extra_mounts: Mapping[Path, str] = field(default_factory=dict)
     # SageMaker always mounts the model read-only; contract tests turn this off only to tell
     # "needs a writable model directory" apart from other startup failures.
     model_read_only: bool = True

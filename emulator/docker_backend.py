@@ -75,8 +75,6 @@ class DockerBackend:
         if run.model_dir is not None:
             mode = "ro" if run.model_read_only else "rw"
             volumes[str(run.model_dir)] = {"bind": MODEL_DIR, "mode": mode}
-        for host_path, container_path in run.extra_mounts.items():
-            volumes[str(host_path)] = {"bind": container_path, "mode": "ro"}
         options: dict[str, Any] = {
             "command": list(run.command),
             "name": run.name,
@@ -90,9 +88,7 @@ class DockerBackend:
             "privileged": False,
             "detach": True,
         }
-        if run.network_disabled:
-            options["network_mode"] = "none"
-        elif run.network is not None:
+        if run.network is not None:
             options["network"] = run.network
         else:
             options["ports"] = {f"{run.container_port}/tcp": (run.host_ip, None)}

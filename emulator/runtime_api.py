@@ -208,13 +208,12 @@ class RuntimeApi:
             instance = endpoint.choose(None)
         except AwsError as error:
             return PlainTextResponse(f"{error.message}\n", status_code=503)
-        url = f"http://{instance.address[0]}:{instance.address[1]}{request.url.path}"
         headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
         body = await request.body()
         try:
             async with endpoint.http.request(
                 request.method,
-                url,
+                instance.url(request.url.path),
                 data=body or None,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=endpoint.spec.invocation_timeout_s),

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,7 @@ class _Run:
             status=str(EndpointStatus.CREATING),
             image=", ".join(v.image for v in spec.variants),
             log_file=str(options.state.log_file(spec.name)),
-            started_at=options.state.now(),
+            started_at=time.time(),
         )
         self.result = ServeResult(EndpointStatus.CREATING, url)
         self.endpoint: Endpoint | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -90,7 +89,3 @@ class StateDir:
             return []
         records = [self.read(path.stem) for path in sorted(folder.glob("*.json"))]
         return [r for r in records if r is not None]
-
-    @staticmethod
-    def now() -> float:
-        return time.time()
