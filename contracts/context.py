@@ -12,12 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from contracts.specfile import ContractSpec
-from contracts.wire import Address, Reply, call
+from contracts.wire import Address, Reply, call, connect_time
+from emulator.backend import RunningContainer
 from emulator.docker_backend import DockerBackend
 from emulator.errors import BackendError
 from emulator.instance_types import InstanceType
 
-__all__ = ["PROBE_BODIES", "LiveContext", "ProbeResult", "WorkingRequest", "learn"]
+__all__ = [
+    "PROBE_BODIES",
+    "LiveContext",
+    "ProbeResult",
+    "WorkingRequest",
+    "learn",
+    "live_address",
+]
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -31,6 +39,9 @@ PROBE_BODIES: dict[str, tuple[bytes, ...]] = {
     CSV: (b"0.0,0.0,0.0,0.0\n", b"0.0\n"),
 }
 HEALTHY_PING_TIMEOUT_S = 10.0
+# Long enough to ride out one dropped SYN (Linux retries after 1 s) from a container whose
+# accept queue is full, so a slow container is measured rather than mistaken for no route.
+DIRECT_ROUTE_TIMEOUT_S = 3.5
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ class ProbeResult:
 @dataclass
 class LiveContext:
     address: Address
+    """Where the checks reach the container's server: its own socket where the host can route
+    to it, else Docker's published port."""
     container_id: str
     backend: DockerBackend
     instance: InstanceType
@@ -69,6 +82,9 @@ class LiveContext:
     working: list[WorkingRequest] = field(default_factory=list)
     stop_grace_s: float = 30.0
     read_only_model: bool = True
+    through_proxy: bool = False
+    """True when ``address`` is Docker's port proxy, which accepts connections on the
+    container's behalf (Docker Desktop): socket-level timings then describe the proxy."""
 
     def invoke(
         self,
@@ -114,6 +130,20 @@ class LiveContext:
         if reply.status != 200:
             return f"/ping no longer answers 200: {reply.describe()}"
         return None
+
+
+def live_address(container: RunningContainer) -> tuple[Address, bool]:
+    """The container's own socket when the host can route to it, else the published port.
+
+    SageMaker's front end connects to the container itself. Docker's published port on the
+    loopback address is served by docker-proxy, which accepts every connection at once and only
+    then dials the container, so socket-level timings through it describe the proxy. Returns
+    the address and whether it is the proxy.
+    """
+    direct = container.direct
+    if direct is not None and connect_time(direct, DIRECT_ROUTE_TIMEOUT_S) is not None:
+        return direct, False
+    return container.published, container.direct != container.published
 
 
 def learn(context: LiveContext) -> None:

@@ -20,7 +20,7 @@ from typing import Protocol
 from contracts.bringup import ISOLATED_NETWORK, RecordingBackend, Startup, bring_up
 from contracts.checks import ALL_CHECKS, IMAGE_CHECKS, LIFECYCLE_CHECKS, LIVE_CHECKS, LiveCheck
 from contracts.checks.startup import BIND_TO_PORT, STARTUP_CHECKS, check_bind_to_port
-from contracts.context import LiveContext, learn
+from contracts.context import LiveContext, learn, live_address
 from contracts.image_facts import collect_image_facts
 from contracts.model import CheckInfo, CheckResult, Outcome, Status, SuiteReport
 from contracts.specfile import ContractSpec, load_spec, spec_digest
@@ -221,8 +221,10 @@ def _live_phase(
             )
             return
         suite.run(BIND_TO_PORT, lambda: _bind_to_port(endpoint, staged, startup, labels))
+        address, through_proxy = live_address(attempt.backend.container)
         context = LiveContext(
-            address=attempt.backend.container.published,
+            address=address,
+            through_proxy=through_proxy,
             container_id=attempt.backend.container.id,
             backend=attempt.backend,
             instance=endpoint.variants[0].instance,

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from contracts.checks import invocations
-from contracts.context import LiveContext, learn
+from contracts.checks import invocations, ping
+from contracts.context import LiveContext, learn, live_address
 from contracts.model import Status
 from contracts.specfile import ContractSpec
+from emulator.backend import RunningContainer
 from emulator.instance_types import lookup_instance_type
 
 SERVER = (
@@ -63,7 +64,8 @@ FIXTURE = _module()
 
 @pytest.fixture()
 def serve_mode(request: pytest.FixtureRequest) -> Iterator[LiveContext]:
-    server: Any = FIXTURE.FixtureServer(0, request.param)
+    server_class = FIXTURE.SERVER_CLASSES.get(request.param, FIXTURE.FixtureServer)
+    server: Any = server_class(0, request.param)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
@@ -127,3 +129,36 @@ def test_without_a_spec_probing_decides(serve_mode: LiveContext) -> None:
     assert serve_mode.accepted_types() == ("application/json", "text/csv")
     assert invocations.check_examples(serve_mode).status == Status.NOT_APPLICABLE
     assert invocations.check_content_types(serve_mode).status == Status.PASSED
+
+
+@pytest.mark.parametrize("serve_mode", ["echo"], indirect=True)
+def test_a_server_that_accepts_at_once_passes_accept_latency(serve_mode: LiveContext) -> None:
+    outcome = ping.check_accept(serve_mode)
+    assert outcome.status == Status.PASSED, outcome
+    assert outcome.measurements["connects"] == ping.ACCEPTS
+
+
+@pytest.mark.parametrize("serve_mode", ["slow-accept"], indirect=True)
+def test_an_overflowing_accept_queue_fails_accept_latency(serve_mode: LiveContext) -> None:
+    outcome = ping.check_accept(serve_mode)
+    assert outcome.status == Status.FAILED
+    assert outcome.measurements["max_ms"] >= 900  # the kernel's SYN retry, not a slow answer
+    assert ping.SYN_RETRY_HINT in outcome.evidence
+
+
+@pytest.mark.parametrize("serve_mode", ["echo"], indirect=True)
+def test_live_checks_use_the_containers_own_socket_when_routable(
+    serve_mode: LiveContext,
+) -> None:
+    own = serve_mode.address
+    container = RunningContainer("id", "name", published=("127.0.0.1", 1), direct=own)
+    assert live_address(container) == (own, False)
+
+
+def test_live_checks_fall_back_to_the_published_port_without_a_route() -> None:
+    # Nothing listens on port 1: as the bridge address on Docker Desktop, the route is gone.
+    published = ("127.0.0.1", 8080)
+    container = RunningContainer("id", "name", published=published, direct=("127.0.0.1", 1))
+    assert live_address(container) == (published, True)
+    no_bridge = RunningContainer("id", "name", published=published, direct=None)
+    assert live_address(no_bridge) == (published, True)
