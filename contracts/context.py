@@ -20,6 +20,7 @@ from emulator.instance_types import InstanceType
 
 __all__ = [
     "PROBE_BODIES",
+    "Answer",
     "LiveContext",
     "ProbeResult",
     "WorkingRequest",
@@ -53,6 +54,17 @@ class WorkingRequest:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """One /invocations reply, as the response-limits check judges it."""
+
+    request: str
+    status: int | None
+    size: int
+    elapsed_s: float
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     content_type: str
     replies: tuple[Reply, ...]
@@ -82,6 +94,9 @@ class LiveContext:
     working: list[WorkingRequest] = field(default_factory=list)
     stop_grace_s: float = 30.0
     read_only_model: bool = True
+    answers: list[Answer] = field(default_factory=list)
+    """Every /invocations reply any check got (appended from the concurrency check's threads
+    too: list.append is atomic)."""
     through_proxy: bool = False
     """True when ``address`` is Docker's port proxy, which accepts connections on the
     container's behalf (Docker Desktop): socket-level timings then describe the proxy."""
@@ -103,9 +118,14 @@ class LiveContext:
         if accept is not None:
             headers["Accept"] = accept
         headers.update(extra or {})
-        return call(
+        reply = call(
             self.address, "POST", "/invocations", body=body, headers=headers, timeout_s=timeout_s
         )
+        request = f"{content_type or '(no Content-Type)'} body of {len(body)} bytes"
+        self.answers.append(
+            Answer(request, reply.status, len(reply.body), reply.elapsed_s, reply.error)
+        )
+        return reply
 
     def ping(self, timeout_s: float = 2.0) -> Reply:
         return call(self.address, "GET", "/ping", timeout_s=timeout_s)

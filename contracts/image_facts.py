@@ -7,15 +7,17 @@ container, so it works for images without a shell and runs none of the image's c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import posixpath
 from typing import Any
 
 import docker
 import docker.errors
 
-from contracts.checks.image import ImageFacts
+from contracts.checks.image import DEFAULT_INSTANCE, ImageFacts
 from emulator.backend import LABEL_SESSION
 from emulator.docker_backend import DockerBackend
+from emulator.instance_types import InstanceType
 
 __all__ = ["collect_image_facts"]
 
@@ -23,14 +25,16 @@ _GO_MODE_DIR = 1 << 31
 _GO_MODE_SYMLINK = 1 << 27
 
 
-def collect_image_facts(backend: DockerBackend, image: str) -> ImageFacts:
+def collect_image_facts(
+    backend: DockerBackend, image: str, instance: InstanceType = DEFAULT_INSTANCE
+) -> ImageFacts:
     """Inspect ``image``; look for ``serve`` on its PATH only when it has no ENTRYPOINT."""
     attrs = backend.image_info(image)
-    facts = ImageFacts(image=image, attrs=attrs, serve_path=None)
+    facts = ImageFacts(image=image, attrs=attrs, serve_path=None, instance=instance)
     if facts.entrypoint:
         return facts
     path = facts.env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    return ImageFacts(image=image, attrs=attrs, serve_path=_find_serve(image, path))
+    return dataclasses.replace(facts, serve_path=_find_serve(image, path))
 
 
 def _find_serve(image: str, search_path: str) -> str | None:

@@ -143,11 +143,11 @@ def run_suite(options: SuiteOptions, progress: Progress | None = None) -> SuiteR
     state = options.state or StateDir()
     backend = DockerBackend()
     started_at, clock = time.time(), time.perf_counter()
-    facts = collect_image_facts(backend, options.image)
+    variant = endpoint.variants[0]
+    facts = collect_image_facts(backend, options.image, variant.instance)
     staged: StagedModel | None = None
     if options.model is not None:
         staged = stage_model(options.model, state.cache)
-    variant = endpoint.variants[0]
     report = SuiteReport(
         image=options.image,
         image_id=str(facts.attrs.get("Id", "")),

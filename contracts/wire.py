@@ -1,9 +1,10 @@
 """Plain HTTP/1.1 calls to the model container itself, timed, never raising.
 
-Checks talk to the container directly (its published port), not through the emulator's
-runtime API: the contract is about what the container answers, and the runtime API would
-translate a container's 5xx into ModelError. Each call opens its own connection, so the time
-to accept the socket is measured every time and one slow request cannot hold a shared one.
+Checks talk to the container directly (its own socket, see ``context.live_address``), not
+through the emulator's runtime API: the contract is about what the container answers, and the
+runtime API would translate a container's 5xx into ModelError. Each call opens its own
+connection, so the time to accept the socket is measured every time and one slow request
+cannot hold a shared one.
 """
 
 from __future__ import annotations

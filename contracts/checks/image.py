@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.model import CheckInfo, Outcome, Severity, Status
+from emulator.instance_types import InstanceType, lookup_instance_type
+from emulator.spec import DEFAULT_INSTANCE_TYPE
 
 __all__ = ["IMAGE_CHECKS", "ImageFacts"]
 
@@ -28,6 +30,7 @@ _SECRET_NAME = re.compile(
     r"(?:_|$)",
     re.I,
 )
+DEFAULT_INSTANCE = lookup_instance_type(DEFAULT_INSTANCE_TYPE)
 _SECRET_VALUE = re.compile(r"^(AKIA|ASIA)[0-9A-Z]{16}$|-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
@@ -39,6 +42,8 @@ class ImageFacts:
     attrs: Mapping[str, Any]
     serve_path: str | None
     """Where an executable ``serve`` was found on the image's PATH (None: not found)."""
+    instance: InstanceType = DEFAULT_INSTANCE
+    """The instance type the image is meant for: its CPU architecture decides the platform."""
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -144,20 +149,32 @@ def check_platform(facts: ImageFacts) -> Outcome:
     os_name = str(facts.attrs.get("Os", ""))
     arch = str(facts.attrs.get("Architecture", ""))
     platform = f"{os_name}/{arch}"
-    if platform == "linux/amd64":
-        return Outcome.passed(platform, platform=platform)
+    instance = facts.instance
+    wanted = f"linux/{instance.arch}"
+    measured = {"platform": platform, "instance_type": instance.name, "wanted": wanted}
+    if platform == wanted:
+        return Outcome.passed(f"{platform}, as {instance.name} needs", **measured)
     if platform == "linux/arm64":
+        # Fine on Graviton, so only a warning for an image tested against an x86 type.
         return Outcome(
             Status.FAILED,
-            "linux/arm64: runs only on Graviton instance types (ml.c7g, ml.m7g, ...)",
-            (f"image platform is {platform}",),
-            {"platform": platform},
+            f"linux/arm64: runs only on Graviton instance types (ml.c7g, ml.m7g, ...), "
+            f"not on {instance.name}",
+            (
+                f"image platform is {platform}; {instance.name} runs {wanted}",
+                "build with `docker build --platform linux/amd64`, or test with "
+                "--instance-type set to a Graviton type",
+            ),
+            measured,
             severity=Severity.WARNING,
         )
     return Outcome.failed(
-        f"{platform} cannot run on SageMaker",
-        [f"image platform is {platform}; build for linux/amd64 (docker build --platform)"],
-        platform=platform,
+        f"{platform} cannot run on {instance.name}",
+        [
+            f"image platform is {platform}; {instance.name} runs {wanted}",
+            f"build with `docker build --platform {wanted}`",
+        ],
+        **measured,
     )
 
 

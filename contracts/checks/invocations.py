@@ -49,7 +49,7 @@ EXAMPLES = CheckInfo(
     "spec examples answer as expected",
     Severity.ERROR,
     "Each example returns its expected status and output (or matches its JSON Schema), within "
-    "the latency budget, the 60 s invocation timeout and the 6 MiB response limit.",
+    "the latency budget (invocations.response-limits judges the 60 s and 6 MiB limits).",
 )
 
 
@@ -75,8 +75,6 @@ def _judge_example(example: Example, reply: Reply, budget_s: float) -> list[str]
         return [f"expected status {expect.status}, got {reply.describe()}"]
     if reply.elapsed_s > budget_s:
         problems.append(f"took {reply.elapsed_s:.2f} s; the latency budget is {budget_s:g} s")
-    if len(reply.body) > MAX_PAYLOAD_BYTES:
-        problems.append(f"response is {len(reply.body)} bytes; SageMaker's limit is 6 MiB")
     if expect.content_type and reply.content_type != _media(expect.content_type):
         problems.append(
             f"expected Content-Type {expect.content_type}, got {reply.content_type or '(none)'}"
@@ -378,6 +376,49 @@ def check_concurrency(context: LiveContext) -> Outcome:
     return Outcome.passed(f"{count} concurrent requests, slowest {slowest:.2f} s", **measured)
 
 
+# ---- response limits ---------------------------------------------------------------------
+
+RESPONSE_LIMITS = CheckInfo(
+    "invocations.response-limits",
+    "every answer within 60 s and at most 6 MiB",
+    Severity.ERROR,
+    "SageMaker stops waiting for /invocations after 60 s, and a real-time response over 6 MiB "
+    "never reaches the caller (the invocation fails). Judged over every answer of the suite.",
+)
+
+
+def check_response_limits(context: LiveContext) -> Outcome:
+    answers = list(context.answers)
+    if not answers:
+        return Outcome.not_applicable("no /invocations answers to judge (no other check ran)")
+    evidence = [
+        f"{a.request}: answer of {a.size} bytes (limit {MAX_PAYLOAD_BYTES})"
+        for a in answers
+        if a.size > MAX_PAYLOAD_BYTES
+    ]
+    evidence += [
+        f"{a.request}: {a.error or 'no answer'} after {a.elapsed_s:.1f} s (limit 60 s)"
+        for a in answers
+        if a.elapsed_s >= INVOCATION_TIMEOUT_S
+    ]
+    measured = {
+        "answers": len(answers),
+        "max_bytes": max(a.size for a in answers),
+        "max_ms": round(max(a.elapsed_s for a in answers) * 1000),
+    }
+    if evidence:
+        return Outcome.failed(
+            f"{len(evidence)} of {len(answers)} answers broke the 60 s / 6 MiB limits",
+            evidence[:6],
+            **measured,
+        )
+    return Outcome.passed(
+        f"{len(answers)} answers, largest {measured['max_bytes']} bytes, "
+        f"slowest {measured['max_ms']} ms",
+        **measured,
+    )
+
+
 INVOCATION_CHECKS = (
     LiveCheck(CONTENT_TYPES, check_content_types),
     LiveCheck(EXAMPLES, check_examples),
@@ -387,4 +428,6 @@ INVOCATION_CHECKS = (
     LiveCheck(CONCURRENCY, check_concurrency),
     LiveCheck(MALFORMED, check_malformed),
     LiveCheck(LARGE_BODY, check_large_body),
+    # Last: it judges the answers every check before it got.
+    LiveCheck(RESPONSE_LIMITS, check_response_limits),
 )

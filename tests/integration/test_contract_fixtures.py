@@ -72,6 +72,11 @@ BROKEN = [
     Broken("rejects-unknown-headers", ("invocations.unknown-headers",), "400 in"),
     Broken("500-on-malformed", ("invocations.malformed",), "JSONDecodeError"),
     Broken("500-on-large-body", ("invocations.large-body",), "6291456 bytes: 500"),
+    Broken(
+        "huge-csv-response",
+        ("invocations.response-limits",),
+        "text/csv body of 16 bytes: answer of 7340032 bytes (limit 6291456)",
+    ),
     Broken("limits-concurrency", ("invocations.concurrency",), "503 in", skip=SLOW_IMAGE_SKIPS),
     Broken("ignores-sigterm", ("lifecycle.sigterm",), "exit code 137"),
 ]

@@ -1,4 +1,4 @@
-"""Fixtures for the checks that had none: bind-to-port, OOM (and the not-applicable case).
+"""Fixtures for the checks that had none: bind-to-port, OOM, platform (and not-applicable cases).
 
 Same shape as ``test_contract_fixtures.py``: the whole suite runs against a fixture that
 breaks one rule and must fail that check, with its evidence, and nothing else.
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from contracts.checks.startup import check_bind_to_port
-from contracts.model import Status
+from contracts.model import Severity, Status
 from emulator.backend import ContainerRun
 from emulator.docker_backend import DockerBackend
 from tests.conftest import fixture_image
@@ -68,3 +68,41 @@ def test_worker_over_the_memory_limit_fails_oom(
     assert "OOM-killed (limit 4 GiB, ml.t2.medium)" in failed["lifecycle.oom"]
     assert "oom_kill 1" in failed["lifecycle.oom"]
     assert report.instance_type == SMALL_INSTANCE
+
+
+# The platform fixture is the echo image with arm64 metadata (scripts/relabel-image-platform.py):
+# it still runs here, so the full suite proves nothing but the platform is judged.
+GRAVITON = "ml.c7g.large"
+
+
+def test_arm64_image_is_a_warning_for_an_x86_instance_type(
+    docker_images: None, echo_spec: Path, tmp_path: Path
+) -> None:
+    report = _run(fixture_image("platform-arm64"), echo_spec, tmp_path / "home")
+    failed = _failed(report)
+    assert set(failed) == {"image.platform"}, failed
+    assert "image platform is linux/arm64; ml.m5.large runs linux/amd64" in failed["image.platform"]
+    result = report.result("image.platform")
+    assert result is not None and result.severity == Severity.WARNING
+    assert report.passed  # a warning does not fail the suite
+
+
+def test_platform_is_judged_against_the_instance_types_architecture(
+    docker_images: None, echo_spec: Path, tmp_path: Path
+) -> None:
+    only = frozenset({"image.platform"})
+    arm_on_graviton = _run(
+        fixture_image("platform-arm64"),
+        echo_spec,
+        tmp_path / "arm",
+        only=only,
+        instance_type=GRAVITON,
+    )
+    verdict = arm_on_graviton.result("image.platform")
+    assert verdict is not None and verdict.status == Status.PASSED, verdict
+    amd_on_graviton = _run(
+        fixture_image("echo"), echo_spec, tmp_path / "amd", only=only, instance_type=GRAVITON
+    )
+    failed = _failed(amd_on_graviton)
+    assert "linux/amd64 cannot run on ml.c7g.large" in failed["image.platform"]
+    assert not amd_on_graviton.passed

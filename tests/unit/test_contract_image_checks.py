@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from contracts.checks.image import (
@@ -13,6 +14,7 @@ from contracts.checks.image import (
     check_user,
 )
 from contracts.model import Severity, Status
+from emulator.instance_types import lookup_instance_type
 
 
 def facts(serve_path: str | None = None, **config: Any) -> ImageFacts:
@@ -46,8 +48,18 @@ def test_platform_arm64_is_a_warning_other_platforms_an_error() -> None:
     assert check_platform(facts()).status == Status.PASSED
     arm = check_platform(facts(arch="arm64"))
     assert (arm.status, arm.severity) == (Status.FAILED, Severity.WARNING)
+    assert "not on ml.m5.large" in arm.summary
     other = check_platform(facts(arch="s390x"))
     assert other.status == Status.FAILED and other.severity is None  # the check's: error
+
+
+def test_platform_follows_the_instance_types_architecture() -> None:
+    graviton = lookup_instance_type("ml.c7g.large")
+    arm = check_platform(dataclasses.replace(facts(arch="arm64"), instance=graviton))
+    assert arm.status == Status.PASSED
+    amd = check_platform(dataclasses.replace(facts(), instance=graviton))
+    assert amd.status == Status.FAILED and amd.severity is None  # error: it cannot start
+    assert "linux/amd64 cannot run on ml.c7g.large" in amd.summary
 
 
 def test_user_is_reported_never_failed() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from contracts.checks import invocations, ping
-from contracts.context import LiveContext, learn, live_address
+from contracts.context import Answer, LiveContext, learn, live_address
 from contracts.model import Status
 from contracts.specfile import ContractSpec
 from emulator.backend import RunningContainer
@@ -94,6 +94,7 @@ def test_a_good_server_passes_the_request_checks(serve_mode: LiveContext) -> Non
         invocations.check_accept,
         invocations.check_unknown_headers,
         invocations.check_concurrency,
+        invocations.check_response_limits,
     ):
         outcome = check(serve_mode)
         assert outcome.status == Status.PASSED, (check.__name__, outcome)
@@ -109,6 +110,7 @@ def test_a_good_server_passes_the_request_checks(serve_mode: LiveContext) -> Non
         ("500-without-accept", invocations.check_accept, "Accept missing"),
         ("rejects-unknown-headers", invocations.check_unknown_headers, "unknown headers"),
         ("limits-concurrency", invocations.check_concurrency, "503 in"),
+        ("huge-csv-response", invocations.check_response_limits, "answer of 7340032 bytes"),
     ],
     indirect=["serve_mode"],
 )
@@ -162,3 +164,24 @@ def test_live_checks_fall_back_to_the_published_port_without_a_route() -> None:
     assert live_address(container) == (published, True)
     no_bridge = RunningContainer("id", "name", published=published, direct=None)
     assert live_address(no_bridge) == (published, True)
+
+
+def test_an_answer_at_the_60_s_timeout_breaks_the_response_limits() -> None:
+    # Waiting out SageMaker's 60 s for real belongs nowhere near a unit test: the verdict only.
+    context = LiveContext(
+        address=("127.0.0.1", 1),
+        container_id="none",
+        backend=None,  # type: ignore[arg-type]
+        instance=lookup_instance_type("ml.m5.large"),
+        spec=None,
+    )
+    assert invocations.check_response_limits(context).status == Status.NOT_APPLICABLE
+    context.answers.append(Answer("text/csv body of 4 bytes", 200, 4, 0.01))
+    context.answers.append(
+        Answer("text/csv body of 4 bytes", None, 0, 60.0, "no answer within 60 s")
+    )
+    outcome = invocations.check_response_limits(context)
+    assert outcome.status == Status.FAILED
+    assert outcome.evidence == (
+        "text/csv body of 4 bytes: no answer within 60 s after 60.0 s (limit 60 s)",
+    )
