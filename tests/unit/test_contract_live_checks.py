@@ -140,6 +140,14 @@ def test_a_server_that_accepts_at_once_passes_accept_latency(serve_mode: LiveCon
     assert outcome.measurements["connects"] == ping.ACCEPTS
 
 
+@pytest.mark.parametrize("serve_mode", ["echo"], indirect=True)
+def test_accept_latency_through_a_port_proxy_is_no_verdict(serve_mode: LiveContext) -> None:
+    serve_mode.through_proxy = True  # as on Docker Desktop: the proxy accepts for the container
+    outcome = ping.check_accept(serve_mode)
+    assert outcome.status == Status.NOT_APPLICABLE
+    assert "says nothing about the container" in outcome.summary
+
+
 @pytest.mark.parametrize("serve_mode", ["slow-accept"], indirect=True)
 def test_an_overflowing_accept_queue_fails_accept_latency(serve_mode: LiveContext) -> None:
     outcome = ping.check_accept(serve_mode)
