@@ -106,7 +106,11 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Contract spec (YAML or TOML): content types, examples, skips."),
         ] = None,
         instance_type: Annotated[
-            str | None, typer.Option(help="Instance type (CPU/memory limits); default ml.m5.large.")
+            str | None,
+            typer.Option(
+                help="Instance type: CPU and memory limits, and the platform the image must be "
+                "(linux/arm64 for Graviton ml.*g types, else linux/amd64); default ml.m5.large."
+            ),
         ] = None,
         junit_xml: Annotated[
             Path | None, typer.Option("--junit-xml", help="Write a JUnit XML report here.")
