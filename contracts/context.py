@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from contracts.specfile import ContractSpec
-from contracts.wire import Address, Reply, call, connect_time
+from contracts.wire import Address, Reply, call
 from emulator.backend import RunningContainer
 from emulator.docker_backend import DockerBackend
 from emulator.errors import BackendError
@@ -40,9 +40,8 @@ PROBE_BODIES: dict[str, tuple[bytes, ...]] = {
     CSV: (b"0.0,0.0,0.0,0.0\n", b"0.0\n"),
 }
 HEALTHY_PING_TIMEOUT_S = 10.0
-# Long enough to ride out one dropped SYN (Linux retries after 1 s) from a container whose
-# accept queue is full, so a slow container is measured rather than mistaken for no route.
-DIRECT_ROUTE_TIMEOUT_S = 3.5
+# The /ping rule's own limit: a healthy container answers within it on a working route.
+DIRECT_ROUTE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -158,10 +157,11 @@ def live_address(container: RunningContainer) -> tuple[Address, bool]:
     SageMaker's front end connects to the container itself. Docker's published port on the
     loopback address is served by docker-proxy, which accepts every connection at once and only
     then dials the container, so socket-level timings through it describe the proxy. Returns
-    the address and whether it is the proxy.
+    the address and whether it is the proxy. The route is proven by a 200 to /ping, not a bare
+    connect, so a bridge range that routes to some other machine is not mistaken for it.
     """
     direct = container.direct
-    if direct is not None and connect_time(direct, DIRECT_ROUTE_TIMEOUT_S) is not None:
+    if direct is not None and call(direct, "GET", "/ping", timeout_s=DIRECT_ROUTE_TIMEOUT_S).ok:
         return direct, False
     return container.published, container.direct != container.published
 

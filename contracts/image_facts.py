@@ -14,7 +14,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from contracts.checks.image import DEFAULT_INSTANCE, ImageFacts
+from contracts.checks.image import ImageFacts
 from emulator.backend import LABEL_SESSION
 from emulator.docker_backend import DockerBackend
 from emulator.instance_types import InstanceType
@@ -25,9 +25,7 @@ _GO_MODE_DIR = 1 << 31
 _GO_MODE_SYMLINK = 1 << 27
 
 
-def collect_image_facts(
-    backend: DockerBackend, image: str, instance: InstanceType = DEFAULT_INSTANCE
-) -> ImageFacts:
+def collect_image_facts(backend: DockerBackend, image: str, instance: InstanceType) -> ImageFacts:
     """Inspect ``image``; look for ``serve`` on its PATH only when it has no ENTRYPOINT."""
     attrs = backend.image_info(image)
     facts = ImageFacts(image=image, attrs=attrs, serve_path=None, instance=instance)

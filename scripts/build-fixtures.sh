@@ -7,8 +7,8 @@
 # No wheels needed; Docker's layer cache makes a second run take a few seconds. One line per
 # image; the build log tail on failure.
 #
-# usage: scripts/build-fixtures.sh [NAME...]     (default: every fixture; echo is built first
-#                                                 whenever a named one builds on it)
+# usage: scripts/build-fixtures.sh [NAME...]     (default: every fixture; in fixtures.txt
+#                                                 order, with echo whenever one builds on it)
 # env:   SMLOCAL_BASE_IMAGE  base image (default python:3.11-slim), passed as BASE_IMAGE
 set -euo pipefail
 
@@ -16,30 +16,48 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 images="$repo/tests/fixtures/images"
 base="${SMLOCAL_BASE_IMAGE:-python:3.11-slim}"
 
-declare -A build_of=()
+# Plain arrays only (bash 3.2, as on macOS): names and their builds side by side.
 order=()
+builds=()
 while read -r name build _; do
   case "$name" in '' | '#'*) continue ;; esac
-  build_of[$name]="$build"
   order+=("$name")
+  builds+=("$build")
 done <"$images/fixtures.txt"
 
+build_of() {
+  local i
+  for i in "${!order[@]}"; do
+    if [ "${order[$i]}" = "$1" ]; then
+      echo "${builds[$i]}"
+      return 0
+    fi
+  done
+  return 1
+}
+
+names=()
 if [ $# -gt 0 ]; then
   for name in "$@"; do
-    if [ -z "${build_of[$name]:-}" ]; then
+    if ! build_of "$name" >/dev/null; then
       echo "build-fixtures: unknown fixture '$name' (known: ${order[*]})" >&2
       exit 2
     fi
   done
-  names=()
-  # Derived fixtures need a current echo image under them.
-  for name in "$@"; do
-    if [ "${build_of[$name]}" != mode ] && [ "$name" != echo ]; then
-      names+=(echo)
-      break
+  # In fixtures.txt order, each once; echo too when a named fixture builds on it.
+  for name in "${order[@]}"; do
+    wanted=no
+    for asked in "$@"; do
+      if [ "$asked" = "$name" ]; then
+        wanted=yes
+      elif [ "$name" = echo ] && [ "$(build_of "$asked")" != mode ]; then
+        wanted=yes
+      fi
+    done
+    if [ "$wanted" = yes ]; then
+      names+=("$name")
     fi
   done
-  names+=("$@")
 else
   names=("${order[@]}")
 fi
@@ -55,7 +73,7 @@ fail() {
 }
 for name in "${names[@]}"; do
   tag="smlocal-fixture/$name:latest"
-  build="${build_of[$name]}"
+  build="$(build_of "$name")"
   case "$build" in
     mode)
       docker build --build-arg "BASE_IMAGE=$base" --build-arg "FIXTURE_MODE=$name" \

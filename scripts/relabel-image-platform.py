@@ -45,6 +45,10 @@ def _image_id(image: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _untagged(image_id: str) -> bool:
+    return _docker("image", "inspect", "--format", "{{len .RepoTags}}", image_id) == "0"
+
+
 def _up_to_date(target: str, source_id: str) -> bool:
     if _image_id(target) is None:
         return False
@@ -62,8 +66,7 @@ def relabel(source: str, target: str, platform: str) -> None:
         raise SystemExit(f"relabel: no local image {source}; build it first")
     if _up_to_date(target, source_id):
         return
-    if _image_id(target) is not None:
-        _docker("image", "rm", target)  # an older copy: leave no untagged image behind
+    stale = _image_id(target)
     with tempfile.TemporaryDirectory(prefix="smlocal-relabel-") as scratch:
         saved_path = Path(scratch) / "saved.tar"
         loaded_path = Path(scratch) / "relabelled.tar"
@@ -80,7 +83,15 @@ def relabel(source: str, target: str, platform: str) -> None:
             config["config"]["Labels"] = {**labels, SOURCE_LABEL: source_id}
             config_bytes = json.dumps(config).encode()
             # docker load names an image by its config's digest: the file name must match.
-            replaced = {"manifest.json", manifest[0]["Config"], "repositories"}
+            # Docker 25+ also writes an OCI layout (index.json), which the containerd image store
+            # loads in preference to manifest.json: leave it out so our manifest is the one.
+            replaced = {
+                "manifest.json",
+                manifest[0]["Config"],
+                "repositories",
+                "index.json",
+                "oci-layout",
+            }
             manifest[0]["Config"] = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
             manifest[0]["RepoTags"] = [target]
             for member in saved.getmembers():
@@ -89,6 +100,12 @@ def relabel(source: str, target: str, platform: str) -> None:
             _add(out, manifest[0]["Config"], config_bytes)
             _add(out, "manifest.json", json.dumps(manifest).encode())
         _docker("image", "load", "--input", str(loaded_path))
+    got = _docker("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", target)
+    if got != f"{os_name}/{arch}":
+        raise SystemExit(f"relabel: {target} loaded as {got}, not {os_name}/{arch}")
+    if stale is not None and stale != _image_id(target) and _untagged(stale):
+        # The older copy lost its tag to the load; remove it unless a container still uses it.
+        subprocess.run(["docker", "image", "rm", stale], capture_output=True, check=False)
 
 
 def _member(archive: tarfile.TarFile, name: str) -> IO[bytes]:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.model import CheckInfo, Outcome, Severity, Status
-from emulator.instance_types import InstanceType, lookup_instance_type
-from emulator.spec import DEFAULT_INSTANCE_TYPE
+from emulator.instance_types import InstanceType
 
 __all__ = ["IMAGE_CHECKS", "ImageFacts"]
 
@@ -30,7 +29,6 @@ _SECRET_NAME = re.compile(
     r"(?:_|$)",
     re.I,
 )
-DEFAULT_INSTANCE = lookup_instance_type(DEFAULT_INSTANCE_TYPE)
 _SECRET_VALUE = re.compile(r"^(AKIA|ASIA)[0-9A-Z]{16}$|-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
@@ -42,7 +40,7 @@ class ImageFacts:
     attrs: Mapping[str, Any]
     serve_path: str | None
     """Where an executable ``serve`` was found on the image's PATH (None: not found)."""
-    instance: InstanceType = DEFAULT_INSTANCE
+    instance: InstanceType
     """The instance type the image is meant for: its CPU architecture decides the platform."""
 
     @property

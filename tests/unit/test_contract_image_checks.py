@@ -24,7 +24,9 @@ def facts(serve_path: str | None = None, **config: Any) -> ImageFacts:
         "Size": 1,
         "Config": {"Env": ["PATH=/usr/bin:/bin"], **config},
     }
-    return ImageFacts(image="i", attrs=attrs, serve_path=serve_path)
+    return ImageFacts(
+        image="i", attrs=attrs, serve_path=serve_path, instance=lookup_instance_type("ml.m5.large")
+    )
 
 
 def test_serve_argument_no_entrypoint_needs_serve_on_path() -> None:
