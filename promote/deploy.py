@@ -15,7 +15,7 @@ from emulator.state import StateDir
 from promote import plan
 from promote.aws import Clients
 from promote.context import Deployment, ImageTarget, NullReporter, Reporter, repository_for
-from promote.gate import GateKey, check_gate, contract_spec_digest
+from promote.gate import GateKey, check_architecture, check_gate, contract_spec_digest
 from promote.manifest import Manifest
 from promote.quality import parse_gate, run_quality_gate
 from promote.request import PromoteRequest, validate_request
@@ -88,6 +88,8 @@ def prepare(
             record = check_gate(key, image, model)
             entry.update(spec_digest=record.spec_digest, passed_at=record.recorded_at)
             for instance_type in dict.fromkeys(v.instance_type for v in variants):
+                if request.serverless is None:
+                    check_architecture(record, instance_type, image, model)
                 if request.serverless is None and record.instance_type != instance_type:
                     reporter.warn(
                         f"the contract test of {image} ran as {record.instance_type}; this "

@@ -7,7 +7,9 @@ run used. ``contracts`` is imported lazily (``importlib``), so promote's import 
 and the dependency points one way only (promote → contracts).
 
 Without ``--contract-spec`` any passing run for this image and model counts; with it, only a
-run against that very spec file does.
+run against that very spec file does. A pass earned on one CPU architecture does not open the
+gate for an instance type of the other: the image's platform was judged against the type the
+test ran as (Graviton types run linux/arm64, the rest linux/amd64).
 """
 
 from __future__ import annotations
@@ -17,9 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from emulator.errors import ConfigError
+from emulator.instance_types import lookup_instance_type
 from promote.errors import GateRefusedError, PromoteError
 
-__all__ = ["ContractLedger", "GateKey", "GatePass", "check_gate", "contract_spec_digest"]
+__all__ = [
+    "ContractLedger",
+    "GateKey",
+    "GatePass",
+    "check_architecture",
+    "check_gate",
+    "contract_spec_digest",
+]
 
 
 @dataclass(frozen=True)
@@ -90,3 +101,23 @@ def check_gate(
             "(or pass --skip-gate, which is recorded in the manifest)"
         )
     return record
+
+
+def _arch(instance_type: str) -> str | None:
+    try:
+        return lookup_instance_type(instance_type).arch
+    except ConfigError:
+        return None  # a type smlocal does not know: no architecture to compare
+
+
+def check_architecture(record: GatePass, instance_type: str, image: str, model: str) -> None:
+    """Refuse when the pass was earned on an instance type of another CPU architecture."""
+    tested, target = _arch(record.instance_type), _arch(instance_type)
+    if tested is None or target is None or tested == target:
+        return
+    raise GateRefusedError(
+        f"refusing to promote {image} to {instance_type} ({target}): its contract-test pass "
+        f"ran as {record.instance_type} ({tested}), which judged the image's platform for "
+        f"{tested}. Run `smlocal contract-test {image} --model {model} --instance-type "
+        f"{instance_type}` first"
+    )

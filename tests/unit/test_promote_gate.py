@@ -10,7 +10,7 @@ from contracts.ledger import record_pass
 from contracts.model import SuiteReport
 from contracts.specfile import ContractSpec, spec_digest
 from promote.errors import GateRefusedError
-from promote.gate import ContractsLedger, GateKey, check_gate
+from promote.gate import ContractsLedger, GateKey, GatePass, check_architecture, check_gate
 
 IMAGE_ID = "sha256:" + "a" * 64
 MODEL = "sha256:" + "b" * 64
@@ -51,3 +51,13 @@ def test_a_required_contract_spec_must_match(smlocal_home: Path) -> None:
     with pytest.raises(GateRefusedError, match="and that contract spec"):
         check_gate(GateKey(IMAGE_ID, MODEL, "sha256:" + "d" * 64), "img:1", "m")
     assert check_gate(GateKey(IMAGE_ID, MODEL, spec_digest(ContractSpec())), "img:1", "m")
+
+
+def test_a_pass_on_one_cpu_architecture_does_not_open_the_other() -> None:
+    x86_pass = GatePass(spec_digest="s", instance_type="ml.m5.large", recorded_at=0.0)
+    check_architecture(x86_pass, "ml.c5.xlarge", "img:1", "m")  # same architecture: fine
+    with pytest.raises(GateRefusedError, match=r"--instance-type ml\.c7g\.large"):
+        check_architecture(x86_pass, "ml.c7g.large", "img:1", "m")
+    graviton_pass = GatePass(spec_digest="s", instance_type="ml.c7g.large", recorded_at=0.0)
+    with pytest.raises(GateRefusedError, match=r"ran as ml\.c7g\.large \(arm64\)"):
+        check_architecture(graviton_pass, "ml.m5.large", "img:1", "m")
