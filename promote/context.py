@@ -92,9 +92,6 @@ class Deployment:
     image_id: str
     account: str = "<account-id>"
     partition: str = "aws"
-    repository_uri: str = ""
-    repository_arn: str = ""
-    image_uri: str = ""
     model_data_url: str = ""
     role_arn: str = ""
     topic_arn: str | None = None

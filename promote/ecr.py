@@ -67,8 +67,6 @@ def ensure_repository(dep: Deployment) -> None:
         for target in dep.targets:
             if target.repository == name:
                 target.repository_uri, target.repository_arn = uri, arn
-    dep.repository_uri = dep.targets[0].repository_uri
-    dep.repository_arn = dep.targets[0].repository_arn
 
 
 def _ensure_one(dep: Deployment, name: str) -> tuple[str, str]:
@@ -105,7 +103,6 @@ def push_image(dep: Deployment) -> None:
     registry = dep.request.registry_url or ecr_registry
     for target in dep.targets:
         _push_one(dep, target, auth, registry)
-    dep.image_uri = dep.targets[0].uri
 
 
 def _push_one(dep: Deployment, image: ImageTarget, auth: dict[str, str], registry: str) -> None:

@@ -88,7 +88,8 @@ def policy_document(dep: Deployment) -> dict[str, Any]:
                 "ecr:GetDownloadUrlForLayer",
             ],
             "Resource": _one_or_many(
-                sorted({t.repository_arn for t in dep.targets} - {""}) or [dep.repository_arn]
+                sorted({t.repository_arn for t in dep.targets} - {""})
+                or [dep.targets[0].repository_arn]
             ),
         },
         {
