@@ -11,19 +11,31 @@ Public API:
 * :func:`write_json` / :func:`write_junit` — reports for CI.
 
 Errors are the emulator's: a bad flag or spec is :class:`emulator.errors.ConfigError`.
-Submodules are imported lazily so ``import contracts.ledger`` stays light.
+Submodules are imported lazily so ``import smlocal.contracts.ledger`` stays light.
 """
 
 from __future__ import annotations
 
+if __name__ != "smlocal.contracts":  # reached as the checkout's bare top-level folder
+    raise ImportError(
+        f"import smlocal.contracts, not {__name__}: contracts/ is installed as smlocal.contracts"
+    )
+
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from contracts.ledger import PassRecord, find_pass, record_pass
-    from contracts.model import CheckInfo, CheckResult, Outcome, Severity, Status, SuiteReport
-    from contracts.report import write_json, write_junit
-    from contracts.runner import CHECK_IDS, SuiteOptions, run_suite
-    from contracts.specfile import ContractSpec, load_spec
+    from smlocal.contracts.ledger import PassRecord, find_pass, record_pass
+    from smlocal.contracts.model import (
+        CheckInfo,
+        CheckResult,
+        Outcome,
+        Severity,
+        Status,
+        SuiteReport,
+    )
+    from smlocal.contracts.report import write_json, write_junit
+    from smlocal.contracts.runner import CHECK_IDS, SuiteOptions, run_suite
+    from smlocal.contracts.specfile import ContractSpec, load_spec
 
 __all__ = [
     "CHECK_IDS",
@@ -45,22 +57,22 @@ __all__ = [
 ]
 
 _HOME = {
-    "CHECK_IDS": "contracts.runner",
-    "SuiteOptions": "contracts.runner",
-    "run_suite": "contracts.runner",
-    "CheckInfo": "contracts.model",
-    "CheckResult": "contracts.model",
-    "Outcome": "contracts.model",
-    "Severity": "contracts.model",
-    "Status": "contracts.model",
-    "SuiteReport": "contracts.model",
-    "PassRecord": "contracts.ledger",
-    "find_pass": "contracts.ledger",
-    "record_pass": "contracts.ledger",
-    "ContractSpec": "contracts.specfile",
-    "load_spec": "contracts.specfile",
-    "write_json": "contracts.report",
-    "write_junit": "contracts.report",
+    "CHECK_IDS": "smlocal.contracts.runner",
+    "SuiteOptions": "smlocal.contracts.runner",
+    "run_suite": "smlocal.contracts.runner",
+    "CheckInfo": "smlocal.contracts.model",
+    "CheckResult": "smlocal.contracts.model",
+    "Outcome": "smlocal.contracts.model",
+    "Severity": "smlocal.contracts.model",
+    "Status": "smlocal.contracts.model",
+    "SuiteReport": "smlocal.contracts.model",
+    "PassRecord": "smlocal.contracts.ledger",
+    "find_pass": "smlocal.contracts.ledger",
+    "record_pass": "smlocal.contracts.ledger",
+    "ContractSpec": "smlocal.contracts.specfile",
+    "load_spec": "smlocal.contracts.specfile",
+    "write_json": "smlocal.contracts.report",
+    "write_junit": "smlocal.contracts.report",
 }
 
 

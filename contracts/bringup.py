@@ -19,16 +19,16 @@ from pathlib import Path
 
 import docker
 
-from contracts.checks.startup import HEALTHY, NETWORK_ISOLATION, READ_ONLY_MODEL
-from contracts.model import CheckInfo, Outcome, Status
-from emulator.artifacts import StagedModel
-from emulator.backend import LABEL_SESSION, ContainerRun, RunningContainer
-from emulator.background import BackgroundEndpoint, serve_in_background
-from emulator.docker_backend import DockerBackend
-from emulator.endpoint import MonitorSettings
-from emulator.server import ServeOptions
-from emulator.spec import EndpointSpec
-from emulator.state import StateDir
+from smlocal.contracts.checks.startup import HEALTHY, NETWORK_ISOLATION, READ_ONLY_MODEL
+from smlocal.contracts.model import CheckInfo, Outcome, Status
+from smlocal.emulator.artifacts import StagedModel
+from smlocal.emulator.backend import LABEL_SESSION, ContainerRun, RunningContainer
+from smlocal.emulator.background import BackgroundEndpoint, serve_in_background
+from smlocal.emulator.docker_backend import DockerBackend
+from smlocal.emulator.endpoint import MonitorSettings
+from smlocal.emulator.server import ServeOptions
+from smlocal.emulator.spec import EndpointSpec
+from smlocal.emulator.state import StateDir
 
 __all__ = ["ISOLATED_NETWORK", "Conditions", "Startup", "bring_up"]
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from contracts.specfile import ContractSpec
-from contracts.wire import Address, Reply, call
-from emulator.backend import RunningContainer
-from emulator.docker_backend import DockerBackend
-from emulator.errors import BackendError
-from emulator.instance_types import InstanceType
+from smlocal.contracts.specfile import ContractSpec
+from smlocal.contracts.wire import Address, Reply, call
+from smlocal.emulator.backend import RunningContainer
+from smlocal.emulator.docker_backend import DockerBackend
+from smlocal.emulator.errors import BackendError
+from smlocal.emulator.instance_types import InstanceType
 
 __all__ = [
     "PROBE_BODIES",

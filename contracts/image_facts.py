@@ -14,10 +14,10 @@ from typing import Any
 import docker
 import docker.errors
 
-from contracts.checks.image import ImageFacts
-from emulator.backend import LABEL_SESSION
-from emulator.docker_backend import DockerBackend
-from emulator.instance_types import InstanceType
+from smlocal.contracts.checks.image import ImageFacts
+from smlocal.emulator.backend import LABEL_SESSION
+from smlocal.emulator.docker_backend import DockerBackend
+from smlocal.emulator.instance_types import InstanceType
 
 __all__ = ["collect_image_facts"]
 

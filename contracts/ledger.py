@@ -17,8 +17,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from contracts.model import SuiteReport
-from emulator.state import StateDir
+from smlocal.contracts.model import SuiteReport
+from smlocal.emulator.state import StateDir
 
 __all__ = ["PassRecord", "find_pass", "record_pass"]
 

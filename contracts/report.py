@@ -12,7 +12,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from contracts.model import Severity, Status, SuiteReport
+from smlocal.contracts.model import Severity, Status, SuiteReport
 
 __all__ = ["junit_xml", "write_json", "write_junit"]
 

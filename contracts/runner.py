@@ -17,19 +17,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from contracts.bringup import ISOLATED_NETWORK, RecordingBackend, Startup, bring_up
-from contracts.checks import ALL_CHECKS, IMAGE_CHECKS, LIFECYCLE_CHECKS, LIVE_CHECKS, LiveCheck
-from contracts.checks.startup import BIND_TO_PORT, STARTUP_CHECKS, check_bind_to_port
-from contracts.context import LiveContext, learn, live_address
-from contracts.image_facts import collect_image_facts
-from contracts.model import CheckInfo, CheckResult, Outcome, Status, SuiteReport
-from contracts.specfile import ContractSpec, load_spec, spec_digest
-from emulator.artifacts import StagedModel, stage_model
-from emulator.backend import LABEL_SESSION, ContainerRun
-from emulator.docker_backend import DockerBackend
-from emulator.errors import ConfigError
-from emulator.spec import DEFAULT_INSTANCE_TYPE, EndpointSpec, build_spec
-from emulator.state import StateDir
+from smlocal.contracts.bringup import ISOLATED_NETWORK, RecordingBackend, Startup, bring_up
+from smlocal.contracts.checks import (
+    ALL_CHECKS,
+    IMAGE_CHECKS,
+    LIFECYCLE_CHECKS,
+    LIVE_CHECKS,
+    LiveCheck,
+)
+from smlocal.contracts.checks.startup import BIND_TO_PORT, STARTUP_CHECKS, check_bind_to_port
+from smlocal.contracts.context import LiveContext, learn, live_address
+from smlocal.contracts.image_facts import collect_image_facts
+from smlocal.contracts.model import CheckInfo, CheckResult, Outcome, Status, SuiteReport
+from smlocal.contracts.specfile import ContractSpec, load_spec, spec_digest
+from smlocal.emulator.artifacts import StagedModel, stage_model
+from smlocal.emulator.backend import LABEL_SESSION, ContainerRun
+from smlocal.emulator.docker_backend import DockerBackend
+from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.spec import DEFAULT_INSTANCE_TYPE, EndpointSpec, build_spec
+from smlocal.emulator.state import StateDir
 
 __all__ = ["CHECK_IDS", "NO_MODEL_DIGEST", "Progress", "SuiteOptions", "run_suite"]
 

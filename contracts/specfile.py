@@ -47,7 +47,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from emulator.errors import ConfigError
+from smlocal.emulator.errors import ConfigError
 
 __all__ = [
     "SCHEMA_PATH",

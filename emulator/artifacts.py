@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from emulator.errors import ArtifactError
+from smlocal.emulator.errors import ArtifactError
 
 __all__ = ["S3ClientLike", "StagedModel", "stage_model"]
 

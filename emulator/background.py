@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from emulator.backend import ContainerBackend
-from emulator.server import ServeOptions, ServeResult, bind_socket, serve
-from emulator.spec import EndpointSpec
+from smlocal.emulator.backend import ContainerBackend
+from smlocal.emulator.server import ServeOptions, ServeResult, bind_socket, serve
+from smlocal.emulator.spec import EndpointSpec
 
 __all__ = ["BackgroundEndpoint", "RecordingSink", "serve_in_background"]
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.errors import ConfigError
-from emulator.spec import EndpointSpec, build_spec
+from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.spec import EndpointSpec, build_spec
 
 __all__ = ["ProjectConfig", "find_config_file", "load_config"]
 

@@ -15,13 +15,13 @@ from typing import Any
 import docker
 import docker.errors
 
-from emulator.backend import (
+from smlocal.emulator.backend import (
     CONTAINER_PORT,
     ContainerRun,
     ContainerState,
     RunningContainer,
 )
-from emulator.errors import BackendError, ImageNotFoundError
+from smlocal.emulator.errors import BackendError, ImageNotFoundError
 
 __all__ = ["DockerBackend"]
 

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from emulator.aws_errors import AwsError, validation_error
-from emulator.backend import (
+from smlocal.emulator.aws_errors import AwsError, validation_error
+from smlocal.emulator.backend import (
     LABEL_ENDPOINT,
     LABEL_INSTANCE,
     LABEL_SESSION,
@@ -35,13 +35,13 @@ from emulator.backend import (
     ContainerRun,
     RunningContainer,
 )
-from emulator.errors import EndpointFailedError
-from emulator.health import WaitStrategy, exit_message, ping, wait_until_healthy
-from emulator.metrics import EndpointMetrics
-from emulator.spec import EndpointSpec, VariantSpec
+from smlocal.emulator.errors import EndpointFailedError
+from smlocal.emulator.health import WaitStrategy, exit_message, ping, wait_until_healthy
+from smlocal.emulator.metrics import EndpointMetrics
+from smlocal.emulator.spec import EndpointSpec, VariantSpec
 
 if TYPE_CHECKING:
-    from emulator.artifacts import StagedModel
+    from smlocal.emulator.artifacts import StagedModel
 
 __all__ = ["Endpoint", "EndpointStatus", "Instance", "LogSink", "MonitorSettings"]
 

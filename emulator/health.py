@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from emulator.backend import ContainerBackend, RunningContainer
-from emulator.errors import BackendError, EndpointFailedError
+from smlocal.emulator.backend import ContainerBackend, RunningContainer
+from smlocal.emulator.errors import BackendError, EndpointFailedError
 
 __all__ = ["PING_TIMEOUT_S", "PingResult", "WaitStrategy", "ping", "wait_until_healthy"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emulator.errors import ConfigError
+from smlocal.emulator.errors import ConfigError
 
 __all__ = ["INSTANCE_TYPES", "InstanceType", "lookup_instance_type"]
 

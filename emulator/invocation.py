@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, model_error
-from emulator.endpoint import Endpoint, Instance
-from emulator.request_rules import invoke_rules
+from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, model_error
+from smlocal.emulator.endpoint import Endpoint, Instance
+from smlocal.emulator.request_rules import invoke_rules
 
 __all__ = ["InvokeResult", "StreamAnswer", "StreamInterrupted", "invoke", "open_stream"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import botocore.session
 
-from emulator.aws_errors import AwsError, validation_error
+from smlocal.emulator.aws_errors import AwsError, validation_error
 
 __all__ = ["HeaderRule", "InvokeRules", "invoke_rules"]
 

@@ -26,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from emulator.aws_errors import ACCOUNT_ID, AwsError, validation_error
-from emulator.endpoint import Endpoint, EndpointStatus
-from emulator.eventstream import exception_message, payload_part
-from emulator.invocation import CUSTOM_ATTRIBUTES, StreamInterrupted, invoke, open_stream
-from emulator.request_rules import invoke_rules
+from smlocal.emulator.aws_errors import ACCOUNT_ID, AwsError, validation_error
+from smlocal.emulator.endpoint import Endpoint, EndpointStatus
+from smlocal.emulator.eventstream import exception_message, payload_part
+from smlocal.emulator.invocation import CUSTOM_ATTRIBUTES, StreamInterrupted, invoke, open_stream
+from smlocal.emulator.request_rules import invoke_rules
 
 __all__ = ["RuntimeApi", "create_app"]
 

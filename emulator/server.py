@@ -25,16 +25,16 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 import uvicorn
 
-from emulator.backend import ContainerBackend
-from emulator.endpoint import Endpoint, EndpointStatus, MonitorSettings
-from emulator.errors import ConfigError, EndpointFailedError
-from emulator.metrics import EndpointMetrics
-from emulator.runtime_api import create_app
-from emulator.spec import EndpointSpec
-from emulator.state import RunRecord, StateDir
+from smlocal.emulator.backend import ContainerBackend
+from smlocal.emulator.endpoint import Endpoint, EndpointStatus, MonitorSettings
+from smlocal.emulator.errors import ConfigError, EndpointFailedError
+from smlocal.emulator.metrics import EndpointMetrics
+from smlocal.emulator.runtime_api import create_app
+from smlocal.emulator.spec import EndpointSpec
+from smlocal.emulator.state import RunRecord, StateDir
 
 if TYPE_CHECKING:
-    from emulator.artifacts import StagedModel
+    from smlocal.emulator.artifacts import StagedModel
 
 __all__ = ["EventSink", "ServeOptions", "ServeResult", "bind_socket", "serve"]
 
@@ -114,7 +114,7 @@ class _LogFile:
 def _stage(spec: EndpointSpec, cache: Path) -> dict[str, StagedModel | None]:
     if not any(variant.model for variant in spec.variants):
         return {variant.name: None for variant in spec.variants}
-    from emulator.artifacts import stage_model
+    from smlocal.emulator.artifacts import stage_model
 
     return {
         variant.name: stage_model(variant.model, cache) if variant.model else None

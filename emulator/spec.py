@@ -13,8 +13,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emulator.errors import ConfigError
-from emulator.instance_types import InstanceType, lookup_instance_type
+from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.instance_types import InstanceType, lookup_instance_type
 
 __all__ = [
     "DEFAULT_INSTANCE_TYPE",

@@ -13,13 +13,18 @@ benchmarks ``bench_generator_ceiling``, ``compare_instances``, ``bench_runtime_a
 Importing this package does not import Locust (it monkey-patches with gevent).
 """
 
-from loadtests.advice import ScalingAdvice, advise
-from loadtests.errors import classify
-from loadtests.findmax import FindMaxResult, FindMaxSettings
-from loadtests.payloads import Payload, load_payloads
-from loadtests.report import RunInfo
-from loadtests.runner import LocustTarget
-from loadtests.session import LoadTestOptions, LoadTestOutcome, run_loadtest
+if __name__ != "smlocal.loadtests":  # reached as the checkout's bare top-level folder
+    raise ImportError(
+        f"import smlocal.loadtests, not {__name__}: loadtests/ is installed as smlocal.loadtests"
+    )
+
+from smlocal.loadtests.advice import ScalingAdvice, advise
+from smlocal.loadtests.errors import classify
+from smlocal.loadtests.findmax import FindMaxResult, FindMaxSettings
+from smlocal.loadtests.payloads import Payload, load_payloads
+from smlocal.loadtests.report import RunInfo
+from smlocal.loadtests.runner import LocustTarget
+from smlocal.loadtests.session import LoadTestOptions, LoadTestOutcome, run_loadtest
 
 __all__ = [
     "FindMaxResult",

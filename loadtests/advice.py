@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from loadtests.pricing import PRICE_DATE, PRICE_REGION, PRICE_SOURCE, price_per_hour
+from smlocal.loadtests.pricing import PRICE_DATE, PRICE_REGION, PRICE_SOURCE, price_per_hour
 
 __all__ = ["DEFAULT_SAFETY_FACTOR", "ScalingAdvice", "advise"]
 

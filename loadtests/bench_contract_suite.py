@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from contracts.runner import SuiteOptions, run_suite
-from emulator.state import StateDir
+from smlocal.contracts.runner import SuiteOptions, run_suite
+from smlocal.emulator.state import StateDir
 
 REPO = Path(__file__).resolve().parent.parent
 GOAL_S = 60.0

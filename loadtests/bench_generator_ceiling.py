@@ -24,7 +24,7 @@ from pathlib import Path
 
 import docker
 
-from loadtests.runner import LocustTarget, generator_overloaded, run_locust
+from smlocal.loadtests.runner import LocustTarget, generator_overloaded, run_locust
 
 __all__ = ["main"]
 

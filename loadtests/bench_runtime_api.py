@@ -100,9 +100,9 @@ def _startup_direct(client: docker.DockerClient, image: str) -> float:
 
 
 def _startup_emulator(image: str) -> float:
-    from emulator.docker_backend import DockerBackend
-    from emulator.endpoint import Endpoint
-    from emulator.spec import build_spec
+    from smlocal.emulator.docker_backend import DockerBackend
+    from smlocal.emulator.endpoint import Endpoint
+    from smlocal.emulator.spec import build_spec
 
     spec = build_spec(name="bench-startup", variants=[{"image": image}])
     endpoint = Endpoint(spec, DockerBackend(), {})

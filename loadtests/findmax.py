@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from loadtests.stats import StepStats
+from smlocal.loadtests.stats import StepStats
 
 __all__ = ["FindMaxResult", "FindMaxSettings", "default_user_steps", "find_max"]
 

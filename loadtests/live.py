@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from loadtests.runner import Snapshot
+from smlocal.loadtests.runner import Snapshot
 
 __all__ = ["LiveView"]
 

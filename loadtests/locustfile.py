@@ -41,8 +41,8 @@ from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
-from loadtests.errors import InvocationFailure, classify, parse_kind
-from loadtests.payloads import Payload, load_payloads, load_spec_payloads
+from smlocal.loadtests.errors import InvocationFailure, classify, parse_kind
+from smlocal.loadtests.payloads import Payload, load_payloads, load_spec_payloads
 
 __all__ = ["SageMakerUser"]
 

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.advice import SCALE_IN_COOLDOWN_S, SCALE_OUT_COOLDOWN_S, ScalingAdvice
-from loadtests.stats import StepStats
+from smlocal.loadtests.advice import SCALE_IN_COOLDOWN_S, SCALE_OUT_COOLDOWN_S, ScalingAdvice
+from smlocal.loadtests.stats import StepStats
 
 __all__ = ["SUMMARY_FILE", "SUMMARY_SCHEMA", "RunInfo", "plot_steps", "write_summary"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtests.stats import StepStats, read_step
+from smlocal.loadtests.stats import StepStats, read_step
 
 __all__ = [
     "LOCUSTFILE",

@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from loadtests.advice import ScalingAdvice, advise
-from loadtests.findmax import FindMaxResult, FindMaxSettings, find_max
-from loadtests.report import RunInfo, plot_steps, write_summary
-from loadtests.runner import LocustTarget, Snapshot, generator_overloaded, run_locust
-from loadtests.stats import StepStats
+from smlocal.loadtests.advice import ScalingAdvice, advise
+from smlocal.loadtests.findmax import FindMaxResult, FindMaxSettings, find_max
+from smlocal.loadtests.report import RunInfo, plot_steps, write_summary
+from smlocal.loadtests.runner import LocustTarget, Snapshot, generator_overloaded, run_locust
+from smlocal.loadtests.stats import StepStats
 
 __all__ = ["LoadTestOptions", "LoadTestOutcome", "run_loadtest"]
 

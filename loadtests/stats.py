@@ -15,7 +15,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadtests.errors import parse_kind
+from smlocal.loadtests.errors import parse_kind
 
 __all__ = ["StepStats", "read_errors", "read_step"]
 

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from emulator.errors import SmlocalError
+from smlocal.emulator.errors import SmlocalError
 
 __all__ = ["AWS_PREFIX", "Endpoint", "resolve_aws", "resolve_local", "started_endpoint"]
 
@@ -26,7 +26,7 @@ class Endpoint:
 
 
 def resolve_local(name: str) -> Endpoint:
-    from emulator.state import StateDir
+    from smlocal.emulator.state import StateDir
 
     record = StateDir().read(name)
     if record is None:
@@ -52,11 +52,11 @@ def started_endpoint(
     name: str, image: str, model: str | None, instance_type: str, instance_count: int
 ) -> Iterator[Endpoint]:
     """Serve ``image`` on a free loopback port for the test; stop it (containers too) after."""
-    from emulator.background import serve_in_background
-    from emulator.docker_backend import DockerBackend
-    from emulator.endpoint import MonitorSettings
-    from emulator.server import ServeOptions
-    from emulator.spec import build_spec
+    from smlocal.emulator.background import serve_in_background
+    from smlocal.emulator.docker_backend import DockerBackend
+    from smlocal.emulator.endpoint import MonitorSettings
+    from smlocal.emulator.server import ServeOptions
+    from smlocal.emulator.spec import build_spec
 
     spec = build_spec(
         name=name,

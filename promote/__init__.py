@@ -1,7 +1,7 @@
 """Ship a contract-passing image to ECR and a SageMaker endpoint with autoscaling, and take it
 all down again.
 
-Public API (the CLI in ``emulator.cli_promote`` is a thin layer over it):
+Public API (the CLI in ``smlocal.cli.promote`` is a thin layer over it):
 
 * :class:`~promote.request.PromoteRequest` — what to promote; :func:`validate_request` checks
   it against SageMaker's limits before any AWS call.
@@ -13,3 +13,8 @@ Public API (the CLI in ``emulator.cli_promote`` is a thin layer over it):
 Modules are per AWS concern: ``ecr``, ``s3``, ``iam``, ``sagemaker``, ``autoscaling``,
 ``alarms``; errors are in :mod:`promote.errors`.
 """
+
+if __name__ != "smlocal.promote":  # reached as the checkout's bare top-level folder
+    raise ImportError(
+        f"import smlocal.promote, not {__name__}: promote/ is installed as smlocal.promote"
+    )

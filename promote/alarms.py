@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from promote.aws import Clients, error_code
-from promote.context import Deployment
-from promote.manifest import Resource
+from smlocal.promote.aws import Clients, error_code
+from smlocal.promote.context import Deployment
+from smlocal.promote.manifest import Resource
 
 __all__ = ["delete_alarm", "delete_topic", "ensure_alarms", "plan"]
 

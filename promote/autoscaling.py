@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import ClientError
 
-from promote.aws import Clients, error_code
-from promote.context import TAG_KEY, Deployment
-from promote.manifest import Resource
+from smlocal.promote.aws import Clients, error_code
+from smlocal.promote.context import TAG_KEY, Deployment
+from smlocal.promote.manifest import Resource
 
 if TYPE_CHECKING:
     from mypy_boto3_application_autoscaling.type_defs import (

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from promote import alarms, autoscaling, ecr, iam, s3, sagemaker
-from promote.aws import AWS_ERRORS, Clients, describe_error
-from promote.errors import CleanupError, PromoteError
-from promote.manifest import Manifest, Resource
+from smlocal.promote import alarms, autoscaling, ecr, iam, s3, sagemaker
+from smlocal.promote.aws import AWS_ERRORS, Clients, describe_error
+from smlocal.promote.errors import CleanupError, PromoteError
+from smlocal.promote.manifest import Manifest, Resource
 
 __all__ = ["CleanupOptions", "CleanupResult", "pending", "run_cleanup"]
 

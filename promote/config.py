@@ -22,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from emulator.config import find_config_file, load_config
-from emulator.errors import ConfigError
+from smlocal.emulator.config import find_config_file, load_config
+from smlocal.emulator.errors import ConfigError
 
 __all__ = ["KEYS", "find_project_root", "load_profile"]
 

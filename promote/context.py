@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
-from emulator.spec import VariantSpec
-from promote.aws import Clients
-from promote.manifest import Manifest
-from promote.naming import bounded, short_hash
-from promote.request import PromoteRequest
+from smlocal.emulator.spec import VariantSpec
+from smlocal.promote.aws import Clients
+from smlocal.promote.manifest import Manifest
+from smlocal.promote.naming import bounded, short_hash
+from smlocal.promote.request import PromoteRequest
 
 __all__ = [
     "TAG_KEY",

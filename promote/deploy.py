@@ -9,16 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.errors import ImageNotFoundError
-from emulator.spec import VariantSpec
-from emulator.state import StateDir
-from promote import plan
-from promote.aws import Clients
-from promote.context import Deployment, ImageTarget, NullReporter, Reporter, repository_for
-from promote.gate import GateKey, check_architecture, check_gate, contract_spec_digest
-from promote.manifest import Manifest
-from promote.quality import parse_gate, run_quality_gate
-from promote.request import PromoteRequest, validate_request
+from smlocal.emulator.errors import ImageNotFoundError
+from smlocal.emulator.spec import VariantSpec
+from smlocal.emulator.state import StateDir
+from smlocal.promote import plan
+from smlocal.promote.aws import Clients
+from smlocal.promote.context import Deployment, ImageTarget, NullReporter, Reporter, repository_for
+from smlocal.promote.gate import GateKey, check_architecture, check_gate, contract_spec_digest
+from smlocal.promote.manifest import Manifest
+from smlocal.promote.quality import parse_gate, run_quality_gate
+from smlocal.promote.request import PromoteRequest, validate_request
 
 __all__ = ["Prepared", "execute", "prepare"]
 
@@ -42,7 +42,7 @@ def _image_id(image: str) -> str:
 
 
 def _model_digest(model: str) -> str:
-    from emulator.artifacts import stage_model
+    from smlocal.emulator.artifacts import stage_model
 
     return stage_model(model, StateDir().cache).digest
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from promote.aws import Clients, error_code
-from promote.context import TAG_KEY, Deployment, ImageTarget
-from promote.errors import PromoteError
-from promote.manifest import Resource
+from smlocal.promote.aws import Clients, error_code
+from smlocal.promote.context import TAG_KEY, Deployment, ImageTarget
+from smlocal.promote.errors import PromoteError
+from smlocal.promote.manifest import Resource
 
 __all__ = [
     "delete_image",

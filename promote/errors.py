@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emulator.errors import SmlocalError
+from smlocal.emulator.errors import SmlocalError
 
 __all__ = ["CleanupError", "GateRefusedError", "PromoteError", "StepFailedError"]
 

@@ -3,8 +3,8 @@
 The ledger belongs to ``contracts`` (``contracts.ledger.find_pass``); a pass is keyed by the
 image id (``docker image inspect .Id``), the model digest
 (:attr:`emulator.artifacts.StagedModel.digest`) and the digest of the contract spec file the
-run used. ``contracts`` is imported lazily (``importlib``), so promote's import stays light
-and the dependency points one way only (promote → contracts).
+run used. ``smlocal.contracts`` is imported inside the functions that need it, so promote's
+import stays light; the dependency points one way only (promote → contracts).
 
 Without ``--contract-spec`` any passing run for this image and model counts; with it, only a
 run against that very spec file does. A pass earned on one CPU architecture does not open the
@@ -14,14 +14,13 @@ test ran as (Graviton types run linux/arm64, the rest linux/amd64).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from emulator.errors import ConfigError
-from emulator.instance_types import lookup_instance_type
-from promote.errors import GateRefusedError, PromoteError
+from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.instance_types import lookup_instance_type
+from smlocal.promote.errors import GateRefusedError
 
 __all__ = [
     "ContractLedger",
@@ -56,35 +55,27 @@ class ContractLedger(Protocol):
     def find_pass(self, key: GateKey) -> GatePass | None: ...
 
 
-def _contracts(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        raise PromoteError(
-            f"the contract ledger ({module}) is not installed with smlocal; "
-            "reinstall smlocal or pass --skip-gate"
-        ) from error
-
-
 class ContractsLedger:
     """``contracts.ledger`` (records below ``$SMLOCAL_HOME/contracts/passes/``)."""
 
     def find_pass(self, key: GateKey) -> GatePass | None:
-        ledger = _contracts("contracts.ledger")
+        from smlocal.contracts import ledger
+
         record = ledger.find_pass(key.image_id, key.model_digest, key.spec_digest)
         if record is None:
             return None
         return GatePass(
-            spec_digest=str(record.spec_digest),
-            instance_type=str(record.instance_type),
-            recorded_at=float(record.recorded_at),
+            spec_digest=record.spec_digest,
+            instance_type=record.instance_type,
+            recorded_at=record.recorded_at,
         )
 
 
 def contract_spec_digest(path: Path) -> str:
     """The digest ``smlocal contract-test --spec PATH`` records, computed the same way."""
-    specfile = _contracts("contracts.specfile")
-    return str(specfile.spec_digest(specfile.load_spec(path)))
+    from smlocal.contracts import specfile
+
+    return specfile.spec_digest(specfile.load_spec(path))
 
 
 def check_gate(

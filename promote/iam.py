@@ -14,9 +14,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from promote.aws import Clients, error_code
-from promote.context import Deployment
-from promote.manifest import Resource
+from smlocal.promote.aws import Clients, error_code
+from smlocal.promote.context import Deployment
+from smlocal.promote.manifest import Resource
 
 __all__ = ["POLICY_NAME", "delete_role", "ensure_role", "plan", "policy_document"]
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from emulator.errors import ConfigError
+from smlocal.emulator.errors import ConfigError
 
 __all__ = ["CLEANUP_ORDER", "KINDS", "Manifest", "Resource", "default_manifest_path", "now"]
 

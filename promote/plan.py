@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from promote import alarms, autoscaling, ecr, iam, s3, sagemaker
-from promote.aws import AWS_ERRORS, describe_error
-from promote.context import Deployment
-from promote.errors import PromoteError, StepFailedError
+from smlocal.promote import alarms, autoscaling, ecr, iam, s3, sagemaker
+from smlocal.promote.aws import AWS_ERRORS, describe_error
+from smlocal.promote.context import Deployment
+from smlocal.promote.errors import PromoteError, StepFailedError
 
 __all__ = ["STEPS", "Step", "describe", "run"]
 

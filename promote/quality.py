@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.errors import ConfigError
-from promote.errors import GateRefusedError, PromoteError
+from smlocal.emulator.errors import ConfigError
+from smlocal.promote.errors import GateRefusedError, PromoteError
 
 __all__ = ["QualityGate", "parse_gate", "read_eval_data", "run_quality_gate", "score"]
 

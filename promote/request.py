@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emulator.errors import ConfigError
-from emulator.spec import EndpointSpec
+from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.spec import EndpointSpec
 
 __all__ = [
     "DEFAULT_TARGET_INVOCATIONS",

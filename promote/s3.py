@@ -16,10 +16,10 @@ from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from promote.aws import Clients, describe_error, error_code
-from promote.context import TAG_KEY, Deployment
-from promote.errors import PromoteError
-from promote.manifest import Resource
+from smlocal.promote.aws import Clients, describe_error, error_code
+from smlocal.promote.context import TAG_KEY, Deployment
+from smlocal.promote.errors import PromoteError
+from smlocal.promote.manifest import Resource
 
 __all__ = [
     "delete_bucket",

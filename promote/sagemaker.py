@@ -13,11 +13,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from emulator.spec import VariantSpec
-from promote.aws import Clients, error_code
-from promote.context import Deployment
-from promote.errors import PromoteError
-from promote.manifest import Resource
+from smlocal.emulator.spec import VariantSpec
+from smlocal.promote.aws import Clients, error_code
+from smlocal.promote.context import Deployment
+from smlocal.promote.errors import PromoteError
+from smlocal.promote.manifest import Resource
 
 __all__ = [
     "create_endpoint_config",

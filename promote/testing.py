@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from promote.aws import Clients
+from smlocal.promote.aws import Clients
 
 __all__ = ["FAKE_CREDENTIALS", "local_registry", "moto_server", "snapshot"]
 

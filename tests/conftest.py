@@ -28,7 +28,7 @@ def docker_images() -> None:
 
 @pytest.fixture(scope="session")
 def docker_backend(docker_images: None) -> object:
-    from emulator.docker_backend import DockerBackend
+    from smlocal.emulator.docker_backend import DockerBackend
 
     return DockerBackend()
 

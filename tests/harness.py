@@ -11,12 +11,12 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from emulator.backend import ContainerBackend
-from emulator.background import BackgroundEndpoint, serve_in_background
-from emulator.endpoint import MonitorSettings
-from emulator.server import ServeOptions
-from emulator.spec import EndpointSpec
-from emulator.state import StateDir
+from smlocal.emulator.backend import ContainerBackend
+from smlocal.emulator.background import BackgroundEndpoint, serve_in_background
+from smlocal.emulator.endpoint import MonitorSettings
+from smlocal.emulator.server import ServeOptions
+from smlocal.emulator.spec import EndpointSpec
+from smlocal.emulator.state import StateDir
 
 __all__ = ["Serving", "runtime_client", "serving"]
 

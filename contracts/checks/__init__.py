@@ -6,12 +6,12 @@ from the image's configuration; startup outcomes come from bringing the endpoint
 
 from __future__ import annotations
 
-from contracts.checks.base import LiveCheck
-from contracts.checks.image import IMAGE_CHECKS, ImageFacts
-from contracts.checks.invocations import INVOCATION_CHECKS
-from contracts.checks.lifecycle import LIFECYCLE_CHECKS
-from contracts.checks.ping import PING_CHECKS
-from contracts.checks.startup import BIND_TO_PORT, STARTUP_CHECKS
+from smlocal.contracts.checks.base import LiveCheck
+from smlocal.contracts.checks.image import IMAGE_CHECKS, ImageFacts
+from smlocal.contracts.checks.invocations import INVOCATION_CHECKS
+from smlocal.contracts.checks.lifecycle import LIFECYCLE_CHECKS
+from smlocal.contracts.checks.ping import PING_CHECKS
+from smlocal.contracts.checks.startup import BIND_TO_PORT, STARTUP_CHECKS
 
 __all__ = [
     "ALL_CHECKS",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from contracts.context import LiveContext
-from contracts.model import CheckInfo, Outcome
+from smlocal.contracts.context import LiveContext
+from smlocal.contracts.model import CheckInfo, Outcome
 
 __all__ = ["LiveCheck"]
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.model import CheckInfo, Outcome, Severity, Status
-from emulator.instance_types import InstanceType
+from smlocal.contracts.model import CheckInfo, Outcome, Severity, Status
+from smlocal.emulator.instance_types import InstanceType
 
 __all__ = ["IMAGE_CHECKS", "ImageFacts"]
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import jsonschema
 
-from contracts.checks.base import LiveCheck
-from contracts.context import PROBE_BODIES, LiveContext, WorkingRequest
-from contracts.fuzz import generated_bodies, malformed_bodies
-from contracts.model import CheckInfo, Outcome, Severity
-from contracts.specfile import Example
-from contracts.wire import Reply
+from smlocal.contracts.checks.base import LiveCheck
+from smlocal.contracts.context import PROBE_BODIES, LiveContext, WorkingRequest
+from smlocal.contracts.fuzz import generated_bodies, malformed_bodies
+from smlocal.contracts.model import CheckInfo, Outcome, Severity
+from smlocal.contracts.specfile import Example
+from smlocal.contracts.wire import Reply
 
 __all__ = ["INVOCATION_CHECKS", "MAX_PAYLOAD_BYTES"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-from contracts.checks.base import LiveCheck
-from contracts.context import LiveContext
-from contracts.model import CheckInfo, Outcome, Severity
+from smlocal.contracts.checks.base import LiveCheck
+from smlocal.contracts.context import LiveContext
+from smlocal.contracts.model import CheckInfo, Outcome, Severity
 
 __all__ = ["LIFECYCLE_CHECKS"]
 

@@ -12,10 +12,10 @@ import statistics
 import threading
 import time
 
-from contracts.checks.base import LiveCheck
-from contracts.context import LiveContext
-from contracts.model import CheckInfo, Outcome, Severity
-from contracts.wire import Reply, connect_time
+from smlocal.contracts.checks.base import LiveCheck
+from smlocal.contracts.context import LiveContext
+from smlocal.contracts.model import CheckInfo, Outcome, Severity
+from smlocal.contracts.wire import Reply, connect_time
 
 __all__ = ["PING_CHECKS"]
 

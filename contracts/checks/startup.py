@@ -11,10 +11,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 
-from contracts.model import CheckInfo, Outcome, Severity
-from contracts.wire import Address, call
-from emulator.backend import CONTAINER_PORT, ContainerBackend, ContainerRun
-from emulator.errors import BackendError
+from smlocal.contracts.model import CheckInfo, Outcome, Severity
+from smlocal.contracts.wire import Address, call
+from smlocal.emulator.backend import CONTAINER_PORT, ContainerBackend, ContainerRun
+from smlocal.emulator.errors import BackendError
 
 __all__ = [
     "BIND_TO_PORT",

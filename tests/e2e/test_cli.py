@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from emulator.backend import LABEL_ENDPOINT
+from smlocal.emulator.backend import LABEL_ENDPOINT
 from tests.conftest import SKLEARN_IMAGE, SKLEARN_MODEL, fixture_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from contracts import ledger
-from emulator.state import StateDir
+from smlocal.contracts import ledger
+from smlocal.emulator.state import StateDir
 from tests.conftest import REPO, SKLEARN_IMAGE, SKLEARN_MODEL, fixture_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from promote.aws import Clients
-from promote.testing import FAKE_CREDENTIALS, local_registry, moto_server, snapshot
+from smlocal.promote.aws import Clients
+from smlocal.promote.testing import FAKE_CREDENTIALS, local_registry, moto_server, snapshot
 from tests.conftest import SKLEARN_IMAGE, SKLEARN_MODEL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
 REPO = Path(__file__).resolve().parents[2]
-SMLOCAL = [sys.executable, "-m", "emulator.cli"]
+SMLOCAL = [sys.executable, "-m", "smlocal"]
 # Nothing listens on the discard port: a refusal that made an AWS call would fail differently.
 NO_AWS = "http://127.0.0.1:9"
 
@@ -72,11 +72,11 @@ def _smlocal(
 def _record_contract_pass() -> None:
     import docker
 
-    from contracts.ledger import record_pass
-    from contracts.model import SuiteReport
-    from contracts.specfile import ContractSpec, spec_digest
-    from emulator.artifacts import stage_model
-    from emulator.state import StateDir
+    from smlocal.contracts.ledger import record_pass
+    from smlocal.contracts.model import SuiteReport
+    from smlocal.contracts.specfile import ContractSpec, spec_digest
+    from smlocal.emulator.artifacts import stage_model
+    from smlocal.emulator.state import StateDir
 
     record_pass(
         SuiteReport(

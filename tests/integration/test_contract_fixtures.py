@@ -14,9 +14,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from contracts.model import Severity, Status, SuiteReport
-from contracts.runner import SuiteOptions, run_suite
-from emulator.state import StateDir
+from smlocal.contracts.model import Severity, Status, SuiteReport
+from smlocal.contracts.runner import SuiteOptions, run_suite
+from smlocal.emulator.state import StateDir
 from tests.conftest import SKLEARN_MODEL, fixture_image
 
 # Declares JSON and CSV, with an example for JSON only: CSV is judged with probe bodies.

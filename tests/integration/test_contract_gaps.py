@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from contracts.checks.startup import check_bind_to_port
-from contracts.model import Severity, Status
-from emulator.backend import ContainerRun
-from emulator.docker_backend import DockerBackend
+from smlocal.contracts.checks.startup import check_bind_to_port
+from smlocal.contracts.model import Severity, Status
+from smlocal.emulator.backend import ContainerRun
+from smlocal.emulator.docker_backend import DockerBackend
 from tests.conftest import fixture_image
 from tests.integration.test_contract_fixtures import ECHO_SPEC, _failed, _run
 

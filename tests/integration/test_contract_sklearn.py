@@ -6,11 +6,11 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from contracts import ledger
-from contracts.model import Status
-from contracts.report import write_json, write_junit
-from contracts.runner import SuiteOptions, run_suite
-from emulator.state import StateDir
+from smlocal.contracts import ledger
+from smlocal.contracts.model import Status
+from smlocal.contracts.report import write_json, write_junit
+from smlocal.contracts.runner import SuiteOptions, run_suite
+from smlocal.emulator.state import StateDir
 from tests.conftest import REPO, SKLEARN_IMAGE, SKLEARN_MODEL
 
 SPEC = REPO / "contracts" / "specs" / "sklearn-iris.yaml"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contracts.model import Status
-from contracts.runner import SuiteOptions, run_suite
-from emulator.state import StateDir
+from smlocal.contracts.model import Status
+from smlocal.contracts.runner import SuiteOptions, run_suite
+from smlocal.emulator.state import StateDir
 from tests.conftest import REPO
 from tests.integration.test_transformers_reference import (
     TRANSFORMERS_MODEL,

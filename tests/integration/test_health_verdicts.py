@@ -10,12 +10,12 @@ import aiohttp
 import docker
 import pytest
 
-from emulator.backend import LABEL_ENDPOINT, ContainerRun
-from emulator.docker_backend import DockerBackend
-from emulator.endpoint import MonitorSettings
-from emulator.errors import EndpointFailedError
-from emulator.health import WaitStrategy, wait_until_healthy
-from emulator.spec import build_spec
+from smlocal.emulator.backend import LABEL_ENDPOINT, ContainerRun
+from smlocal.emulator.docker_backend import DockerBackend
+from smlocal.emulator.endpoint import MonitorSettings
+from smlocal.emulator.errors import EndpointFailedError
+from smlocal.emulator.health import WaitStrategy, wait_until_healthy
+from smlocal.emulator.spec import build_spec
 from tests.conftest import fixture_image
 from tests.harness import serving
 

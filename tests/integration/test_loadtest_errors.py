@@ -7,9 +7,9 @@ import csv
 import json
 from pathlib import Path
 
-from emulator.backend import ContainerBackend
-from emulator.spec import build_spec
-from loadtests import LoadTestOptions, LocustTarget, RunInfo, run_loadtest
+from smlocal.emulator.backend import ContainerBackend
+from smlocal.emulator.spec import build_spec
+from smlocal.loadtests import LoadTestOptions, LocustTarget, RunInfo, run_loadtest
 from tests.conftest import fixture_image
 from tests.harness import serving
 

@@ -15,15 +15,15 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from emulator.errors import ConfigError
-from emulator.spec import build_spec
-from promote.aws import Clients
-from promote.cleanup import CleanupOptions, run_cleanup
-from promote.deploy import execute, prepare
-from promote.errors import GateRefusedError, StepFailedError
-from promote.manifest import Manifest
-from promote.request import PromoteRequest, ServerlessSettings
-from promote.testing import FAKE_CREDENTIALS, local_registry, moto_server, snapshot
+from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.spec import build_spec
+from smlocal.promote.aws import Clients
+from smlocal.promote.cleanup import CleanupOptions, run_cleanup
+from smlocal.promote.deploy import execute, prepare
+from smlocal.promote.errors import GateRefusedError, StepFailedError
+from smlocal.promote.manifest import Manifest
+from smlocal.promote.request import PromoteRequest, ServerlessSettings
+from smlocal.promote.testing import FAKE_CREDENTIALS, local_registry, moto_server, snapshot
 from tests.conftest import SKLEARN_IMAGE, SKLEARN_MODEL
 
 pytestmark = pytest.mark.docker
@@ -111,11 +111,11 @@ def _pass_gate(request: PromoteRequest) -> None:
     """A contract-test pass, written through the ledger's own public call."""
     import docker
 
-    from contracts.ledger import record_pass
-    from contracts.model import SuiteReport
-    from contracts.specfile import ContractSpec, spec_digest
-    from emulator.artifacts import stage_model
-    from emulator.state import StateDir
+    from smlocal.contracts.ledger import record_pass
+    from smlocal.contracts.model import SuiteReport
+    from smlocal.contracts.specfile import ContractSpec, spec_digest
+    from smlocal.emulator.artifacts import stage_model
+    from smlocal.emulator.state import StateDir
 
     report = SuiteReport(
         image=SKLEARN_IMAGE,
@@ -442,7 +442,7 @@ def _two_variant_request(
     tmp_path: Path, name: str, registry: str, images: tuple[str, str]
 ) -> PromoteRequest:
     """Built the way a project does it: smlocal.toml → load_config(...).endpoint(name)."""
-    from emulator.config import load_config
+    from smlocal.emulator.config import load_config
 
     model_b = _second_model(tmp_path)
     config = tmp_path / "smlocal.toml"
@@ -462,11 +462,11 @@ def _two_variant_request(
 def _pass_gate_for(image: str, model: str) -> None:
     import docker
 
-    from contracts.ledger import record_pass
-    from contracts.model import SuiteReport
-    from contracts.specfile import ContractSpec, spec_digest
-    from emulator.artifacts import stage_model
-    from emulator.state import StateDir
+    from smlocal.contracts.ledger import record_pass
+    from smlocal.contracts.model import SuiteReport
+    from smlocal.contracts.specfile import ContractSpec, spec_digest
+    from smlocal.emulator.artifacts import stage_model
+    from smlocal.emulator.state import StateDir
 
     record_pass(
         SuiteReport(

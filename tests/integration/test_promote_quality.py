@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator.errors import SmlocalError
-from promote.errors import GateRefusedError
-from promote.quality import parse_gate, run_quality_gate
+from smlocal.emulator.errors import SmlocalError
+from smlocal.promote.errors import GateRefusedError
+from smlocal.promote.quality import parse_gate, run_quality_gate
 from tests.conftest import SKLEARN_IMAGE, SKLEARN_MODEL
 
 pytestmark = pytest.mark.docker

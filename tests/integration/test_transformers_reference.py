@@ -17,10 +17,10 @@ from typing import Any
 import docker
 import pytest
 
-from emulator.backend import LABEL_ENDPOINT
-from emulator.docker_backend import DockerBackend
-from emulator.endpoint import MonitorSettings
-from emulator.spec import build_spec
+from smlocal.emulator.backend import LABEL_ENDPOINT
+from smlocal.emulator.docker_backend import DockerBackend
+from smlocal.emulator.endpoint import MonitorSettings
+from smlocal.emulator.spec import build_spec
 from tests.conftest import REPO
 from tests.harness import Serving, serving
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from emulator.backend import ContainerRun, ContainerState, RunningContainer
-from emulator.errors import ImageNotFoundError
+from smlocal.emulator.backend import ContainerRun, ContainerState, RunningContainer
+from smlocal.emulator.errors import ImageNotFoundError
 
 # (method, path, headers, body) -> (status, headers, body)
 Handler = Callable[[str, str, Mapping[str, str], bytes], tuple[int, dict[str, str], bytes]]

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from emulator.artifacts import StagedModel, stage_model
-from emulator.errors import ArtifactError
+from smlocal.emulator.artifacts import StagedModel, stage_model
+from smlocal.emulator.errors import ArtifactError
 
 Member = tuple[tarfile.TarInfo, bytes | None]
 

@@ -18,8 +18,8 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from emulator.artifacts import stage_model
-from emulator.errors import ArtifactError
+from smlocal.emulator.artifacts import stage_model
+from smlocal.emulator.errors import ArtifactError
 
 SECRET = "testing-secret-never-shown"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.config import find_config_file, load_config
-from emulator.errors import ConfigError
+from smlocal.emulator.config import find_config_file, load_config
+from smlocal.emulator.errors import ConfigError
 
 CONFIG = """
 default_profile = "dev"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from contracts.checks.image import (
+from smlocal.contracts.checks.image import (
     ImageFacts,
     check_env_credentials,
     check_exec_entrypoint,
@@ -13,8 +13,8 @@ from contracts.checks.image import (
     check_serve_argument,
     check_user,
 )
-from contracts.model import Severity, Status
-from emulator.instance_types import lookup_instance_type
+from smlocal.contracts.model import Severity, Status
+from smlocal.emulator.instance_types import lookup_instance_type
 
 
 def facts(serve_path: str | None = None, **config: Any) -> ImageFacts:

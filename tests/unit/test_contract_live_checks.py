@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from contracts.checks import invocations, ping
-from contracts.context import Answer, LiveContext, learn, live_address
-from contracts.model import Status
-from contracts.specfile import ContractSpec
-from emulator.backend import RunningContainer
-from emulator.instance_types import lookup_instance_type
+from smlocal.contracts.checks import invocations, ping
+from smlocal.contracts.context import Answer, LiveContext, learn, live_address
+from smlocal.contracts.model import Status
+from smlocal.contracts.specfile import ContractSpec
+from smlocal.emulator.backend import RunningContainer
+from smlocal.emulator.instance_types import lookup_instance_type
 
 SERVER = (
     Path(__file__).resolve().parents[1] / "fixtures" / "images" / "common" / "fixture_server.py"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from contracts import ledger
-from contracts.model import CheckInfo, CheckResult, Outcome, Severity, Status, SuiteReport
-from contracts.report import junit_xml, write_json
-from emulator.state import StateDir
+from smlocal.contracts import ledger
+from smlocal.contracts.model import CheckInfo, CheckResult, Outcome, Severity, Status, SuiteReport
+from smlocal.contracts.report import junit_xml, write_json
+from smlocal.emulator.state import StateDir
 
 ERR = CheckInfo("ping.latency", "t", Severity.ERROR, "rule")
 WARN = CheckInfo("image.env-credentials", "t", Severity.WARNING, "rule")

@@ -9,8 +9,14 @@ import jsonschema
 import pytest
 import yaml
 
-from contracts.specfile import SCHEMA_PATH, ContractSpec, json_schema, load_spec, spec_digest
-from emulator.errors import ConfigError
+from smlocal.contracts.specfile import (
+    SCHEMA_PATH,
+    ContractSpec,
+    json_schema,
+    load_spec,
+    spec_digest,
+)
+from smlocal.emulator.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = sorted((REPO / "contracts" / "specs").glob("*.yaml"))
@@ -90,7 +96,7 @@ def test_spec_file_kind_is_checked(tmp_path: Path) -> None:
 
 
 def test_generated_bodies_are_reproducible() -> None:
-    from contracts.fuzz import generated_bodies
+    from smlocal.contracts.fuzz import generated_bodies
 
     first = generated_bodies("application/json", 20)
     assert first == generated_bodies("application/json", 20)

@@ -9,11 +9,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from emulator.backend import ContainerRun
-from emulator.endpoint import Endpoint
-from emulator.errors import EndpointFailedError
-from emulator.health import WaitStrategy, wait_until_healthy
-from emulator.spec import build_spec
+from smlocal.emulator.backend import ContainerRun
+from smlocal.emulator.endpoint import Endpoint
+from smlocal.emulator.errors import EndpointFailedError
+from smlocal.emulator.health import WaitStrategy, wait_until_healthy
+from smlocal.emulator.spec import build_spec
 from tests.unit.fakes import FakeBackend, FakeImage
 
 
@@ -109,7 +109,7 @@ def test_runtime_api_socket_is_tcp_so_asyncio_sets_nodelay() -> None:
     # body stalls ~40 ms on delayed ACKs (found by loadtests/bench_runtime_api.py).
     import socket
 
-    from emulator.server import bind_socket
+    from smlocal.emulator.server import bind_socket
 
     sock = bind_socket("127.0.0.1", 0)
     try:

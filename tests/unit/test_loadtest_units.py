@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.advice import advise
-from loadtests.errors import classify, parse_kind
-from loadtests.findmax import FindMaxSettings, find_max
-from loadtests.payloads import load_payloads, load_spec_payloads
-from loadtests.stats import StepStats, read_step
+from smlocal.loadtests.advice import advise
+from smlocal.loadtests.errors import classify, parse_kind
+from smlocal.loadtests.findmax import FindMaxSettings, find_max
+from smlocal.loadtests.payloads import load_payloads, load_spec_payloads
+from smlocal.loadtests.stats import StepStats, read_step
 
 
 def test_jsonl_lines_are_bodies_or_envelopes(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ def test_spec_examples_become_payloads(tmp_path: Path) -> None:
 
 
 def test_spec_examples_match_the_contract_parser() -> None:
-    from contracts.specfile import load_spec
+    from smlocal.contracts.specfile import load_spec
 
     path = Path(__file__).parents[2] / "contracts" / "specs" / "sklearn-iris.yaml"
     expected = [
@@ -119,7 +119,7 @@ def test_bad_specs_are_clear_errors(tmp_path: Path, name: str, text: str, messag
 def test_user_steps_parse_or_explain() -> None:
     import typer
 
-    from emulator.cli_loadtest import _parse_user_steps
+    from smlocal.cli.loadtest import _parse_user_steps
 
     assert _parse_user_steps("1, 2,4,8") == (1, 2, 4, 8)
     for bad in ("1,,2", "0", "two", "1.5", "-1"):

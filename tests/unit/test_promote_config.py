@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.errors import ConfigError
-from promote.config import find_project_root, load_profile
+from smlocal.emulator.errors import ConfigError
+from smlocal.promote.config import find_project_root, load_profile
 
 SMLOCAL_TOML = """
 [promote]

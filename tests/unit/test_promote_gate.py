@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from contracts.ledger import record_pass
-from contracts.model import SuiteReport
-from contracts.specfile import ContractSpec, spec_digest
-from promote.errors import GateRefusedError
-from promote.gate import ContractsLedger, GateKey, GatePass, check_architecture, check_gate
+from smlocal.contracts.ledger import record_pass
+from smlocal.contracts.model import SuiteReport
+from smlocal.contracts.specfile import ContractSpec, spec_digest
+from smlocal.promote.errors import GateRefusedError
+from smlocal.promote.gate import ContractsLedger, GateKey, GatePass, check_architecture, check_gate
 
 IMAGE_ID = "sha256:" + "a" * 64
 MODEL = "sha256:" + "b" * 64

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator.errors import ConfigError
-from promote.cleanup import CleanupOptions, pending
-from promote.manifest import CLEANUP_ORDER, Manifest
+from smlocal.emulator.errors import ConfigError
+from smlocal.promote.cleanup import CleanupOptions, pending
+from smlocal.promote.manifest import CLEANUP_ORDER, Manifest
 
 
 def _manifest(tmp_path: Path) -> Manifest:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.errors import ConfigError
-from promote.quality import QualityGate, parse_gate, read_eval_data, score
+from smlocal.emulator.errors import ConfigError
+from smlocal.promote.quality import QualityGate, parse_gate, read_eval_data, score
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from emulator.errors import ConfigError
-from emulator.spec import build_spec
-from promote.request import (
+from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.spec import build_spec
+from smlocal.promote.request import (
     PromoteRequest,
     ScalingSettings,
     ServerlessSettings,
@@ -134,8 +134,8 @@ def test_a_variant_without_a_model_needs_the_request_model() -> None:
 
 
 def test_each_variant_gets_its_own_names_for_image_model_and_upload() -> None:
-    from promote.context import Deployment, repository_for
-    from promote.manifest import Manifest
+    from smlocal.promote.context import Deployment, repository_for
+    from smlocal.promote.manifest import Manifest
 
     spec = build_spec(
         name="iris",

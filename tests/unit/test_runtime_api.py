@@ -12,8 +12,8 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from emulator.endpoint import MonitorSettings
-from emulator.spec import build_spec
+from smlocal.emulator.endpoint import MonitorSettings
+from smlocal.emulator.spec import build_spec
 from tests.harness import Serving, serving
 from tests.unit.fakes import FakeBackend, FakeImage
 

@@ -10,11 +10,11 @@ from botocore.parsers import create_parser
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.aws_errors import AwsError, error_status, model_error, validation_error
-from emulator.errors import ConfigError
-from emulator.instance_types import lookup_instance_type
-from emulator.request_rules import invoke_rules
-from emulator.spec import build_spec
+from smlocal.emulator.aws_errors import AwsError, error_status, model_error, validation_error
+from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.instance_types import lookup_instance_type
+from smlocal.emulator.request_rules import invoke_rules
+from smlocal.emulator.spec import build_spec
 
 NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 SERVICE = botocore.session.get_session().get_service_model("sagemaker-runtime")

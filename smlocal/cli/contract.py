@@ -15,7 +15,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from contracts.model import CheckInfo, CheckResult, SuiteReport
+    from smlocal.contracts.model import CheckInfo, CheckResult, SuiteReport
 
 __all__ = ["EXIT_CONTRACT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
 
@@ -142,11 +142,11 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        from contracts import ledger
-        from contracts.checks import ALL_CHECKS
-        from contracts.report import write_json, write_junit
-        from contracts.runner import SuiteOptions, run_suite
-        from emulator.errors import SmlocalError
+        from smlocal.contracts import ledger
+        from smlocal.contracts.checks import ALL_CHECKS
+        from smlocal.contracts.report import write_json, write_junit
+        from smlocal.contracts.runner import SuiteOptions, run_suite
+        from smlocal.emulator.errors import SmlocalError
 
         out = Console(highlight=False)
         if not out.is_terminal:  # CI logs: do not fold the table into 80 columns

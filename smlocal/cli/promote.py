@@ -18,8 +18,8 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from emulator.spec import EndpointSpec
-    from promote.request import PromoteRequest
+    from smlocal.emulator.spec import EndpointSpec
+    from smlocal.promote.request import PromoteRequest
 
 __all__ = ["register"]
 
@@ -83,11 +83,11 @@ def _first(*values: Any) -> Any:
 
 
 def _build_request(options: dict[str, Any]) -> PromoteRequest:
-    from emulator.spec import build_spec
-    from promote.config import find_project_root, load_profile
-    from promote.manifest import default_manifest_path
-    from promote.naming import new_deployment_id
-    from promote.request import (
+    from smlocal.emulator.spec import build_spec
+    from smlocal.promote.config import find_project_root, load_profile
+    from smlocal.promote.manifest import default_manifest_path
+    from smlocal.promote.naming import new_deployment_id
+    from smlocal.promote.request import (
         DEFAULT_TARGET_INVOCATIONS,
         DataCaptureSettings,
         PromoteRequest,
@@ -177,9 +177,9 @@ def _build_request(options: dict[str, Any]) -> PromoteRequest:
 def _spec_from_config(o: dict[str, Any]) -> EndpointSpec:
     """``--endpoint NAME``: the endpoint and all its variants (image, model, instance type,
     count, weight each) from smlocal.toml; the single-variant flags do not apply."""
-    from emulator.config import load_config
-    from emulator.spec import build_spec
-    from promote.request import check_endpoint_name
+    from smlocal.emulator.config import load_config
+    from smlocal.emulator.spec import build_spec
+    from smlocal.promote.request import check_endpoint_name
 
     given = [f for f in ("image", "instance_type", "instance_count") if o[f] is not None]
     if given:
@@ -203,9 +203,9 @@ def _print_plan(steps: list[tuple[str, list[str]]]) -> None:
 def _promote(options: dict[str, Any]) -> None:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
-    from promote import plan
-    from promote.deploy import execute, prepare
-    from promote.errors import StepFailedError
+    from smlocal.promote import plan
+    from smlocal.promote.deploy import execute, prepare
+    from smlocal.promote.errors import StepFailedError
 
     request = _build_request(options)
     with Progress(
@@ -256,9 +256,9 @@ def _cleanup(
     endpoint_url: str | None,
     poll_interval: float,
 ) -> None:
-    from promote.cleanup import CleanupOptions, pending, run_cleanup
-    from promote.config import find_project_root
-    from promote.manifest import Manifest, Resource, default_manifest_path
+    from smlocal.promote.cleanup import CleanupOptions, pending, run_cleanup
+    from smlocal.promote.config import find_project_root
+    from smlocal.promote.manifest import Manifest, Resource, default_manifest_path
 
     if (manifest_path is None) == (deployment_id is None):
         _fail("pass exactly one of --manifest FILE or --deployment-id ID", 2)
@@ -301,7 +301,7 @@ def _cleanup(
 def register(app: typer.Typer) -> None:
     """Add this capability's commands to ``app``."""
 
-    # typer commands take their options as parameters by design (as in emulator/cli.py).
+    # typer commands take their options as parameters by design (as in smlocal/cli/__init__.py).
     @app.command(rich_help_panel="Release")
     def promote(
         image: Annotated[
@@ -422,7 +422,7 @@ def register(app: typer.Typer) -> None:
         """
         options = dict(locals())
         options["min"], options["max"] = options.pop("min_"), options.pop("max_")
-        from emulator.errors import SmlocalError
+        from smlocal.emulator.errors import SmlocalError
 
         try:
             _promote(options)
@@ -447,7 +447,7 @@ def register(app: typer.Typer) -> None:
         poll_interval: Annotated[float, typer.Option(help="Seconds between status polls.")] = 15.0,
     ) -> None:
         """Delete what a promote created, in reverse order; pre-existing resources stay."""
-        from emulator.errors import SmlocalError
+        from smlocal.emulator.errors import SmlocalError
 
         try:
             _cleanup(

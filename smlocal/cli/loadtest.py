@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 
 if TYPE_CHECKING:
-    from loadtests.session import LoadTestOutcome
-    from loadtests.target import Endpoint
+    from smlocal.loadtests.session import LoadTestOutcome
+    from smlocal.loadtests.target import Endpoint
 
 __all__ = ["register"]
 
@@ -36,7 +36,7 @@ def _endpoint(
     region: str | None,
     endpoint_url: str | None,
 ) -> Iterator[Endpoint]:
-    from loadtests.target import (
+    from smlocal.loadtests.target import (
         AWS_PREFIX,
         Endpoint,
         resolve_aws,
@@ -193,12 +193,12 @@ def register(app: typer.Typer) -> None:
         Example: smlocal loadtest iris --image smlocal/sklearn-iris:latest
         --model containers/sklearn/build/model.tar.gz --payload payload.json --find-max
         """
-        from emulator.errors import SmlocalError
-        from loadtests.findmax import FindMaxSettings
-        from loadtests.live import LiveView
-        from loadtests.report import RunInfo
-        from loadtests.runner import LocustError, LocustTarget
-        from loadtests.session import LoadTestOptions, run_loadtest
+        from smlocal.emulator.errors import SmlocalError
+        from smlocal.loadtests.findmax import FindMaxSettings
+        from smlocal.loadtests.live import LiveView
+        from smlocal.loadtests.report import RunInfo
+        from smlocal.loadtests.runner import LocustError, LocustTarget
+        from smlocal.loadtests.session import LoadTestOptions, run_loadtest
 
         if compare_instances is not None:
             if image is None:
@@ -285,7 +285,7 @@ def _check_payload_source(payload: Path | None, spec: Path | None) -> str:
         )
     if spec is None:
         return ""
-    from loadtests.payloads import load_spec_payloads
+    from smlocal.loadtests.payloads import load_spec_payloads
 
     try:
         payloads = load_spec_payloads(spec)

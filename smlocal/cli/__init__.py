@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.markup import escape
 
 if TYPE_CHECKING:
-    from emulator.server import ServeResult
-    from emulator.spec import EndpointSpec
+    from smlocal.emulator.server import ServeResult
+    from smlocal.emulator.spec import EndpointSpec
 
 __all__ = ["app", "main"]
 
@@ -139,7 +139,7 @@ def _build_spec(
     startup_timeout: float,
     invocation_timeout: float,
 ) -> EndpointSpec:
-    from emulator.spec import build_spec
+    from smlocal.emulator.spec import build_spec
 
     return build_spec(
         name=name or _default_name(image),
@@ -237,13 +237,13 @@ def serve(
     several production variants with weights (A/B tests; TargetVariant pins a request) and
     dev/test/prod profiles. See emulator/config.py for the format.
     """
-    from emulator.errors import SmlocalError
+    from smlocal.emulator.errors import SmlocalError
 
     _setup_logging(verbose)
     environment = _parse_env(env or [], env_file)
     try:
         if image is None:
-            from emulator.config import load_config
+            from smlocal.emulator.config import load_config
 
             spec = load_config(config, profile).endpoint(endpoint)
         else:
@@ -274,10 +274,10 @@ def serve(
 def _serve_foreground(
     spec: EndpointSpec, host: str, port: int, ping_interval: float, *, show_logs: bool
 ) -> ServeResult:
-    from emulator.docker_backend import DockerBackend
-    from emulator.endpoint import MonitorSettings
-    from emulator.server import ServeOptions, bind_socket
-    from emulator.server import serve as run_server
+    from smlocal.emulator.docker_backend import DockerBackend
+    from smlocal.emulator.endpoint import MonitorSettings
+    from smlocal.emulator.server import ServeOptions, bind_socket
+    from smlocal.emulator.server import serve as run_server
 
     backend = DockerBackend()
     for variant in spec.variants:
@@ -302,7 +302,7 @@ def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def _serve_detached(name: str, port: int) -> None:
     """Re-run this same command in the background and wait for InService or Failed."""
-    from emulator.state import StateDir
+    from smlocal.emulator.state import StateDir
 
     state = StateDir()
     existing = state.read(name)
@@ -312,7 +312,7 @@ def _serve_detached(name: str, port: int) -> None:
     log_path = state.log_file(name)
     with log_path.open("ab") as log_out:
         child = subprocess.Popen(
-            [sys.executable, "-m", "emulator.cli", *args, "--quiet"],
+            [sys.executable, "-m", "smlocal", *args, "--quiet"],
             stdin=subprocess.DEVNULL,
             stdout=log_out,
             stderr=log_out,
@@ -369,7 +369,7 @@ def invoke(
     from botocore import UNSIGNED
     from botocore.config import Config
 
-    from emulator.state import StateDir
+    from smlocal.emulator.state import StateDir
 
     if endpoint_url is None:
         record = StateDir().read(name)
@@ -437,7 +437,7 @@ def ps() -> None:
     """List running endpoints."""
     from rich.table import Table
 
-    from emulator.state import StateDir
+    from smlocal.emulator.state import StateDir
 
     records = StateDir().all()
     if not records:
@@ -460,7 +460,7 @@ def stop(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each to stop.")] = 45.0,
 ) -> None:
     """Stop detached endpoints (containers get SIGTERM, then SIGKILL after 30 s)."""
-    from emulator.state import StateDir
+    from smlocal.emulator.state import StateDir
 
     state = StateDir()
     records = state.all() if all_ else [state.read(n) for n in names or []]
@@ -488,7 +488,7 @@ def logs(
     tail: Annotated[int, typer.Option(help="Lines from the end.")] = 100,
 ) -> None:
     """Print an endpoint's container log (kept after it stops)."""
-    from emulator.state import StateDir
+    from smlocal.emulator.state import StateDir
 
     path = StateDir().log_file(name)
     if not path.exists():
@@ -500,9 +500,9 @@ def logs(
 def _register_capabilities() -> None:
     # Each capability's commands live in their own CLI module; their heavy imports stay
     # inside the commands, so registering them keeps `smlocal --help` fast.
-    from emulator import cli_contract, cli_loadtest, cli_promote
+    from smlocal.cli import contract, loadtest, promote
 
-    for module in (cli_contract, cli_loadtest, cli_promote):
+    for module in (contract, loadtest, promote):
         module.register(app)
 
 
@@ -510,7 +510,7 @@ _register_capabilities()
 
 
 def main() -> None:
-    from emulator.errors import SmlocalError
+    from smlocal.emulator.errors import SmlocalError
 
     try:
         app()
