@@ -1,10 +1,12 @@
 """The one table of AWS-shaped errors the emulator answers with.
 
-Status codes and error members come from botocore's own service model for
-``sagemaker-runtime`` (so botocore raises its modelled exceptions, e.g.
+Status codes and error members come from botocore's own service models for
+``sagemaker-runtime`` and ``sagemaker`` (so botocore raises its modelled exceptions, e.g.
 ``client.exceptions.ModelError``); messages follow the wording real SageMaker uses. Every
-component that answers a client with an AWS error builds it here, so the runtime API and any
-control-plane route answer alike.
+component that answers a client with an AWS error builds it here, so the runtime API and the
+control plane answer alike: the body carries ``__type`` (what botocore's JSON 1.1 parser reads
+for the control plane) and ``message``/``Message``, the ``x-amzn-errortype`` header carries the
+code for the runtime's rest-json parser.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "REGION",
     "AwsError",
     "error_status",
+    "load_error_table",
     "model_error",
     "validation_error",
 ]
@@ -30,20 +33,37 @@ __all__ = [
 ACCOUNT_ID = "000000000000"
 REGION = "us-east-1"
 
-# Errors real SageMaker Runtime returns that the botocore model does not list for InvokeEndpoint.
-_EXTRA_STATUS = {"ThrottlingException": 400}
+# Errors real SageMaker returns that the botocore models do not list: throttling, the generic
+# JSON-protocol ValidationException the control plane uses for "not found" and "already
+# exists" (reference §A.1/§A.3), and the generic 500/unknown-operation answers.
+_EXTRA_STATUS = {
+    "ThrottlingException": 400,
+    "ValidationException": 400,
+    "UnknownOperationException": 400,
+    "SerializationException": 400,
+    "InternalFailure": 500,
+}
 
 
 @functools.cache
 def _modelled_statuses() -> dict[str, int]:
-    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    session = botocore.session.get_session()
     statuses = dict(_EXTRA_STATUS)
-    for op_name in model.operation_names:
-        for shape in model.operation_model(op_name).error_shapes:
-            status = shape.metadata.get("error", {}).get("httpStatusCode")
-            if status is not None:
-                statuses[shape.name] = int(status)
+    # The control plane's modelled errors (ResourceNotFound, ResourceInUse, ...) carry no
+    # httpStatusCode: JSON 1.1's default, 400. The runtime model's statuses win on a clash.
+    for service in ("sagemaker", "sagemaker-runtime"):
+        model = session.get_service_model(service)
+        for shape_name in model.shape_names:
+            shape = model.shape_for(shape_name)
+            error = shape.metadata.get("error")
+            if shape.metadata.get("exception") or error:
+                statuses[shape.name] = int((error or {}).get("httpStatusCode", 400))
     return statuses
+
+
+def load_error_table() -> None:
+    """Read botocore's models now (at service start), not on the first error under load."""
+    _modelled_statuses()
 
 
 def error_status(code: str) -> int:
@@ -66,7 +86,12 @@ class AwsError(Exception):
 
     def body(self) -> bytes:
         # botocore reads "message"/"Message" for the text and the modelled members by name.
-        payload: dict[str, Any] = {"Message": self.message, **self.members}
+        payload: dict[str, Any] = {
+            "__type": self.code,
+            "message": self.message,
+            "Message": self.message,
+            **self.members,
+        }
         return json.dumps(payload).encode()
 
     def headers(self, request_id: str | None = None) -> dict[str, str]:

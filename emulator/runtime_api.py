@@ -83,7 +83,7 @@ class RuntimeApi:
     """The ASGI app serving ``endpoints`` (a live mapping: endpoints may come and go).
 
     InvokeEndpoint, the hot path, is plain ASGI: Starlette's routing and middleware cost about
-    a third of the proxy's CPU per request (measured with loadtests/bench_runtime_api.py).
+    a third of the proxy's CPU per request (measured with benchmarks/runtime_api.py).
     Every other route goes through Starlette.
     """
 

@@ -8,8 +8,8 @@ Public API (the ``smlocal loadtest`` command is a thin wrapper around it):
 - :func:`load_payloads`, :func:`classify` — payload files and error kinds.
 
 Modules: ``locustfile`` (the Locust user), ``runner`` (Locust processes), ``stats`` (Locust's
-CSV), ``findmax``, ``advice``, ``pricing``, ``report``, ``live``, ``target``, ``session``;
-benchmarks ``bench_generator_ceiling``, ``compare_instances``, ``bench_runtime_api``.
+CSV), ``findmax``, ``advice``, ``pricing``, ``report``, ``live``, ``target``, ``session``.
+Benchmarks that need a checkout live in the repository's ``benchmarks/`` folder, not here.
 Importing this package does not import Locust (it monkey-patches with gevent).
 """
 

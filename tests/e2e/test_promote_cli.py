@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from smlocal.promote.aws import Clients
-from smlocal.promote.testing import FAKE_CREDENTIALS, local_registry, moto_server, snapshot
+from tests.aws_fakes import FAKE_CREDENTIALS, local_registry, moto_server, snapshot
 from tests.conftest import SKLEARN_IMAGE, SKLEARN_MODEL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]

@@ -23,7 +23,7 @@ from smlocal.promote.deploy import execute, prepare
 from smlocal.promote.errors import GateRefusedError, StepFailedError
 from smlocal.promote.manifest import Manifest
 from smlocal.promote.request import PromoteRequest, ServerlessSettings
-from smlocal.promote.testing import FAKE_CREDENTIALS, local_registry, moto_server, snapshot
+from tests.aws_fakes import FAKE_CREDENTIALS, local_registry, moto_server, snapshot
 from tests.conftest import SKLEARN_IMAGE, SKLEARN_MODEL
 
 pytestmark = pytest.mark.docker

@@ -106,7 +106,7 @@ def test_endpoint_goes_failed_and_stops_its_other_instances(tmp_path: Path) -> N
 
 def test_runtime_api_socket_is_tcp_so_asyncio_sets_nodelay() -> None:
     # With proto 0, asyncio skips TCP_NODELAY on accepted sockets and every response with a
-    # body stalls ~40 ms on delayed ACKs (found by loadtests/bench_runtime_api.py).
+    # body stalls ~40 ms on delayed ACKs (found by benchmarks/runtime_api.py).
     import socket
 
     from smlocal.emulator.server import bind_socket

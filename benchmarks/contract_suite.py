@@ -4,7 +4,7 @@ Runs ``smlocal contract-test``'s suite in-process, exactly as the command does (
 ``contracts/specs/sklearn-iris.yaml``, the built model tarball), and prints the wall time and
 the slowest checks. A benchmark, not a test: it reports, and exits 1 only if the suite failed.
 
-usage: .venv/bin/python loadtests/bench_contract_suite.py [--runs N] [--image IMAGE]
+usage: .venv/bin/python benchmarks/contract_suite.py [--runs N] [--image IMAGE]
 needs: `make sklearn-image` (the image and containers/sklearn/build/model.tar.gz)
 """
 

@@ -6,7 +6,7 @@ user counts, and prints Locust's own Requests/s and percentiles plus the CPU the
 process used (children's rusage / wall time; 1.0 = one full core). When a load test's
 MAX_RPS comes near this ceiling, it measures the generator, not the model: use --workers.
 
-Run: .venv/bin/python -m loadtests.bench_generator_ceiling [--seconds 8] [--users 1,8,32]
+Run: .venv/bin/python benchmarks/generator_ceiling.py [--seconds 8] [--users 1,8,32]
      [--workers 0]
 Needs the image (`make fixtures`). Loopback only; bounded by --seconds per user count.
 """

@@ -14,8 +14,8 @@ so only same-run ratios mean much):
 Goals (issue 2): <= 1 ms added at p50, <= 3 ms at p99, >= 90 % of direct throughput, and
 InService within 0.25 s of the container's first 200 ping.
 
-Run: .venv/bin/python -m loadtests.bench_runtime_api [--requests 2000] [--seconds 5]
-     .venv/bin/python -m loadtests.bench_runtime_api --image smlocal/sklearn-iris:latest \
+Run: .venv/bin/python benchmarks/runtime_api.py [--requests 2000] [--seconds 5]
+     .venv/bin/python benchmarks/runtime_api.py --image smlocal/sklearn-iris:latest \
          --model containers/sklearn/build/model.tar.gz   (a container that does real work)
 """
 
