@@ -20,7 +20,7 @@ from pathlib import Path
 from smlocal.contracts.model import SuiteReport
 from smlocal.emulator.state import StateDir
 
-__all__ = ["PassRecord", "find_pass", "record_pass"]
+__all__ = ["PassRecord", "find_pass", "record_if_pass", "record_pass"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,17 @@ def record_pass(report: SuiteReport, state: StateDir | None = None) -> PassRecor
     temp.write_text(json.dumps(asdict(record), indent=2))
     temp.replace(path)
     return record
+
+
+def record_if_pass(report: SuiteReport, state: StateDir | None = None) -> PassRecord | None:
+    """Record ``report`` when it is a pass (complete, no error-severity failure); else None.
+
+    Only a complete run counts: a run narrowed with ``--only``/``--skip`` proves less than the
+    whole contract, so the promote gate must not accept it.
+    """
+    if not report.passed or not report.complete:
+        return None
+    return record_pass(report, state)
 
 
 def find_pass(

@@ -143,7 +143,15 @@ class Endpoint:
         ]
         # The first failure ends the creation at once (an instance that exited must not wait
         # for its siblings' startup windows), and the rest are cancelled.
-        done, pending = await asyncio.wait(starts, return_when=asyncio.FIRST_EXCEPTION)
+        try:
+            done, pending = await asyncio.wait(starts, return_when=asyncio.FIRST_EXCEPTION)
+        except asyncio.CancelledError:
+            # Stopped while Creating: each start removes its own container on cancellation,
+            # so wait for them all before letting the cancellation through.
+            for task in starts:
+                task.cancel()
+            await asyncio.gather(*starts, return_exceptions=True)
+            raise
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -225,7 +233,16 @@ class Endpoint:
     async def _start_instance(self, variant: VariantSpec) -> Instance:
         index = next(self._next_index[variant.name])
         run = self._container_run(variant, index)
-        container = await asyncio.to_thread(self.backend.start, run)
+        starting = asyncio.ensure_future(asyncio.to_thread(self.backend.start, run))
+        try:
+            container = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # `docker run` goes on in its thread; remove what it makes once it returns.
+            with contextlib.suppress(Exception):
+                late = await starting
+                await asyncio.to_thread(self.backend.stop, late.id, 0)
+                await asyncio.to_thread(self.backend.remove, late.id)
+            raise
         label = f"{variant.name}/{index}"
         self._follow_logs(container, label)
         strategy = WaitStrategy(deadline_s=self.spec.startup_timeout_s)

@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
@@ -36,7 +36,7 @@ from smlocal.emulator.state import RunRecord, StateDir
 if TYPE_CHECKING:
     from smlocal.emulator.artifacts import StagedModel
 
-__all__ = ["EventSink", "ServeOptions", "ServeResult", "bind_socket", "serve"]
+__all__ = ["EventSink", "ServeOptions", "ServeResult", "bind_socket", "serve", "serve_blocking"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class ServeResult:
     failure_logs: str = ""
     exit_status: int | None = None
     metrics: EndpointMetrics | None = None
+    reached_in_service: bool = False
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -170,10 +171,11 @@ class _Run:
         self.result = ServeResult(EndpointStatus.CREATING, url)
         self.endpoint: Endpoint | None = None
 
-    def announce(self, status: EndpointStatus, detail: str) -> None:
+    def announce(self, status: EndpointStatus, detail: str, logs: str = "") -> None:
         self.record.status = str(status)
         if status == EndpointStatus.FAILED:
             self.record.failure_reason = detail
+            self.record.failure_logs = logs
         self.options.state.write(self.record)
         self.sink.status(self.spec.name, str(status), detail)
 
@@ -204,9 +206,10 @@ class _Run:
             self.result.failure_reason = str(error)
             self.result.failure_logs = error.logs
             self.result.exit_status = error.exit_status
-            self.announce(EndpointStatus.FAILED, str(error))
+            self.announce(EndpointStatus.FAILED, str(error), error.logs)
             return False
         self.result.status = EndpointStatus.IN_SERVICE
+        self.result.reached_in_service = True
         self.announce(EndpointStatus.IN_SERVICE, self.result.url)
         return True
 
@@ -260,3 +263,32 @@ async def serve(
             with contextlib.suppress(asyncio.CancelledError):
                 await server_task
     return run.result
+
+
+def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where installed (uvicorn[standard] brings it): cuts the proxy's CPU per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def serve_blocking(
+    spec: EndpointSpec, sink: EventSink, *, host: str, port: int, ping_interval_s: float
+) -> ServeResult:
+    """Serve ``spec`` on Docker in this thread until SIGINT/SIGTERM: a foreground serve, or
+    the child of a detached one. Images are checked and the port claimed before anything
+    starts, so those errors come first."""
+    from smlocal.emulator.docker_backend import DockerBackend
+
+    backend = DockerBackend()
+    for variant in spec.variants:
+        backend.image_info(variant.image)
+    settings = MonitorSettings(
+        ping_interval_s=ping_interval_s, host_cpus=backend.host_cpus(), host_ip="127.0.0.1"
+    )
+    options = ServeOptions(host=host, port=port, settings=settings)
+    sock = bind_socket(host, port)
+    with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+        return runner.run(serve(spec, backend, sink, options, sock=sock))

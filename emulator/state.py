@@ -9,12 +9,15 @@ removed when read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["RunRecord", "StateDir"]
+__all__ = ["RunRecord", "StateDir", "stop_serving_process"]
 
 
 @dataclass
@@ -28,6 +31,8 @@ class RunRecord:
     log_file: str
     started_at: float
     failure_reason: str = ""
+    failure_logs: str = ""
+    """The failed container's last log lines, so a detached start can show them."""
 
     @property
     def alive(self) -> bool:
@@ -89,3 +94,17 @@ class StateDir:
             return []
         records = [self.read(path.stem) for path in sorted(folder.glob("*.json"))]
         return [r for r in records if r is not None]
+
+
+def stop_serving_process(record: RunRecord, timeout_s: float, poll_s: float = 0.1) -> bool:
+    """SIGTERM the serving process of ``record`` and wait; True once it has exited.
+
+    The serving process stops its containers on SIGTERM (SIGTERM, then SIGKILL after the
+    grace period), so waiting for it means waiting for them.
+    """
+    with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
+        os.kill(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while record.alive and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    return not record.alive

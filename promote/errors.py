@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smlocal.emulator.errors import SmlocalError
+from smlocal.emulator.errors import ExitCode, SmlocalError
 
 __all__ = ["CleanupError", "GateRefusedError", "PromoteError", "StepFailedError"]
 
@@ -22,9 +22,10 @@ class PromoteError(SmlocalError):
 
 
 class GateRefusedError(PromoteError):
-    """The image has no passing contract-test record (exit 3, so CI can tell it apart)."""
+    """No passing contract-test record, or the quality gate missed (exit 3, so CI can tell a
+    refusal from a failed step)."""
 
-    exit_code = 3
+    exit_code = ExitCode.REFUSED
 
 
 class StepFailedError(PromoteError):

@@ -1,7 +1,8 @@
 """The optional quality gate: ``--gate "accuracy>=0.9" --eval-data rows.csv``.
 
-Before any AWS call, the image is served locally (``smlocal serve --detach`` on a free port,
-exactly as the contract test serves it), the labelled rows are sent as one ``text/csv``
+Before any AWS call, the image is served locally in this process (the emulator's server in a
+background thread on a free loopback port, as the contract test and load tests serve it), the
+labelled rows are sent as one ``text/csv``
 request (features only; the LAST column of each row is the label), and the answer (one
 prediction per line, ``Accept: text/csv``) is scored. Promote is refused when the metric
 misses. Metrics: ``accuracy`` and ``f1`` (macro) compare labels as strings; ``r2`` and
@@ -15,8 +16,6 @@ import io
 import math
 import operator
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
-_SERVE_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
@@ -102,16 +100,6 @@ def score(metric: str, truth: Sequence[str], predicted: Sequence[str]) -> float:
     return 1.0 - squared / total if total else 0.0
 
 
-def _smlocal(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emulator.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=_SERVE_TIMEOUT_S,
-        check=False,
-    )
-
-
 def _predict(url: str, name: str, body: str) -> list[str]:
     import boto3
     from botocore import UNSIGNED
@@ -133,15 +121,17 @@ def _predict(url: str, name: str, body: str) -> list[str]:
 def run_quality_gate(gate: QualityGate, image: str, model: str, eval_data: Path) -> float:
     """Serve locally, score the rows; the metric's value, or GateRefusedError if it misses."""
     body, labels = read_eval_data(eval_data)
+    from smlocal.emulator.background import serve_in_background
+    from smlocal.emulator.docker_backend import DockerBackend
+    from smlocal.emulator.spec import build_spec
+
     name = f"smlocal-quality-{uuid.uuid4().hex[:8]}"
-    started = _smlocal("serve", image, "--model", model, "--name", name, "--port", "0", "-d")
-    if started.returncode != 0:
-        raise PromoteError(f"could not serve {image} locally for --gate: {started.stderr.strip()}")
-    try:
-        url = started.stdout.strip().splitlines()[-1]
-        predicted = _predict(url, name, body)
-    finally:
-        _smlocal("stop", name)
+    spec = build_spec(name=name, variants=[{"image": image, "model": model}])
+    with serve_in_background(spec, DockerBackend()) as served:
+        if served.result is not None or served.status != "InService":
+            reason = served.sink.statuses[-1][2] if served.sink.statuses else "no status"
+            raise PromoteError(f"could not serve {image} locally for --gate: {reason}")
+        predicted = _predict(served.url, name, body)
     value = score(gate.metric, labels, predicted)
     if not gate.passes(value):
         raise GateRefusedError(

@@ -12,16 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from smlocal.cli.output import ExitCode, fail, reported
+
 if TYPE_CHECKING:
     from rich.console import Console
 
     from smlocal.contracts.model import CheckInfo, CheckResult, SuiteReport
 
-__all__ = ["EXIT_CONTRACT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
-
-EXIT_OK = 0
-EXIT_CONTRACT_FAILED = 1
-EXIT_USAGE = 2
+__all__ = ["register"]
 
 _VERDICT_STYLE = {
     "passed": "green",
@@ -146,7 +144,6 @@ def register(app: typer.Typer) -> None:
         from smlocal.contracts.checks import ALL_CHECKS
         from smlocal.contracts.report import write_json, write_junit
         from smlocal.contracts.runner import SuiteOptions, run_suite
-        from smlocal.emulator.errors import SmlocalError
 
         out = Console(highlight=False)
         if not out.is_terminal:  # CI logs: do not fold the table into 80 columns
@@ -157,8 +154,7 @@ def register(app: typer.Typer) -> None:
                 out.print(f"{check.id:<38} {check.severity!s:<8} {escape(check.title)}")
             return
         if image is None:
-            err.print("[bold red]error:[/] name the IMAGE to test (or pass --list)")
-            raise typer.Exit(EXIT_USAGE)
+            fail("name the IMAGE to test (or pass --list)", ExitCode.USAGE)
         options = SuiteOptions(
             image=image,
             model=model,
@@ -167,11 +163,8 @@ def register(app: typer.Typer) -> None:
             only=_ids(only),
             skip=_ids(skip),
         )
-        try:
+        with reported():
             report = run_suite(options, _ConsoleProgress(err))
-        except SmlocalError as error:
-            err.print(f"[bold red]error:[/] {escape(str(error))}")
-            raise typer.Exit(EXIT_USAGE) from None
         out.print(_table(report))
         if json_path is not None:
             write_json(report, json_path)
@@ -185,9 +178,8 @@ def register(app: typer.Typer) -> None:
         )
         if not report.passed:
             err.print(f"[bold red]contract FAILED[/]: {line}")
-            raise typer.Exit(EXIT_CONTRACT_FAILED)
-        if report.complete:
-            ledger.record_pass(report)
+            raise typer.Exit(int(ExitCode.FAILED))
+        if ledger.record_if_pass(report) is not None:
             err.print(f"[bold green]contract passed[/]: {line}; recorded for {report.image_id}")
         else:
             err.print(f"[green]selected checks passed[/]: {line} (partial run: not recorded)")

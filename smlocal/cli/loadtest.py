@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
+
+from smlocal.cli.output import ExitCode, err, fail, out, reported
 
 if TYPE_CHECKING:
     from smlocal.loadtests.session import LoadTestOutcome
     from smlocal.loadtests.target import Endpoint
 
 __all__ = ["register"]
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 
 @contextlib.contextmanager
@@ -193,7 +191,6 @@ def register(app: typer.Typer) -> None:
         Example: smlocal loadtest iris --image smlocal/sklearn-iris:latest
         --model containers/sklearn/build/model.tar.gz --payload payload.json --find-max
         """
-        from smlocal.emulator.errors import SmlocalError
         from smlocal.loadtests.findmax import FindMaxSettings
         from smlocal.loadtests.live import LiveView
         from smlocal.loadtests.report import RunInfo
@@ -215,63 +212,63 @@ def register(app: typer.Typer) -> None:
         outcomes = []
         if payloads_note:
             err.print(payloads_note)
-        try:
-            for count in counts:
-                report_dir = report / f"instances-{count}" if compare_instances else report
-                with _endpoint(
-                    target,
-                    image=image,
-                    model=model,
-                    instance_type=instance_type,
-                    instance_count=count,
-                    region=region,
-                    endpoint_url=endpoint_url,
-                ) as endpoint:
-                    locust_target = LocustTarget(
-                        host=endpoint.url,
-                        payload=payload,
-                        spec=spec,
-                        endpoint=endpoint.name,
-                        content_type=content_type,
-                        target_variant=target_variant,
-                        sigv4_region=endpoint.region if endpoint.kind == "aws" else None,
-                        workers=workers,
-                    )
-                    info = RunInfo(
-                        endpoint_name=endpoint.name,
-                        target_kind=endpoint.kind,
-                        url=endpoint.url,
-                        mode="find-max" if find_max_ else "fixed",
+        with reported():
+            try:
+                for count in counts:
+                    report_dir = report / f"instances-{count}" if compare_instances else report
+                    with _endpoint(
+                        target,
+                        image=image,
+                        model=model,
                         instance_type=instance_type,
                         instance_count=count,
-                        workers=workers,
-                        target_variant=target_variant,
-                    )
-                    options = LoadTestOptions(
-                        report_dir=report_dir,
-                        users=users,
-                        spawn_rate=spawn_rate,
-                        duration_s=duration,
-                        find_max=settings if find_max_ else None,
-                        safety_factor=safety_factor,
-                        peak_rps=peak_rps,
-                        base_rps=base_rps,
-                        price_per_hour=price_per_hour,
-                    )
-                    with LiveView(err) as view:
+                        region=region,
+                        endpoint_url=endpoint_url,
+                    ) as endpoint:
+                        locust_target = LocustTarget(
+                            host=endpoint.url,
+                            payload=payload,
+                            spec=spec,
+                            endpoint=endpoint.name,
+                            content_type=content_type,
+                            target_variant=target_variant,
+                            sigv4_region=endpoint.region if endpoint.kind == "aws" else None,
+                            workers=workers,
+                        )
+                        info = RunInfo(
+                            endpoint_name=endpoint.name,
+                            target_kind=endpoint.kind,
+                            url=endpoint.url,
+                            mode="find-max" if find_max_ else "fixed",
+                            instance_type=instance_type,
+                            instance_count=count,
+                            workers=workers,
+                            target_variant=target_variant,
+                        )
+                        options = LoadTestOptions(
+                            report_dir=report_dir,
+                            users=users,
+                            spawn_rate=spawn_rate,
+                            duration_s=duration,
+                            find_max=settings if find_max_ else None,
+                            safety_factor=safety_factor,
+                            peak_rps=peak_rps,
+                            base_rps=base_rps,
+                            price_per_hour=price_per_hour,
+                        )
+                        with LiveView(err) as view:
 
-                        def progress(
-                            label: str, snapshot: dict[str, object], count: int = count
-                        ) -> None:
-                            view.label = f"{endpoint.name} ({count} instance(s)) — {label}"
-                            view.update(snapshot)
+                            def progress(
+                                label: str, snapshot: dict[str, object], count: int = count
+                            ) -> None:
+                                view.label = f"{endpoint.name} ({count} instance(s)) — {label}"
+                                view.update(snapshot)
 
-                        outcome = run_loadtest(locust_target, info, options, progress)
-                outcomes.append(outcome)
-                _print_outcome(outcome)
-        except (SmlocalError, LocustError) as error:
-            err.print(f"[bold red]error:[/] {escape(str(error))}")
-            raise typer.Exit(getattr(error, "exit_code", 1)) from None
+                            outcome = run_loadtest(locust_target, info, options, progress)
+                    outcomes.append(outcome)
+                    _print_outcome(outcome)
+            except LocustError as error:
+                fail(str(error), ExitCode.FAILED)
         if compare_instances:
             _print_comparison(outcomes, compare_instances, report)
 

@@ -1,35 +1,27 @@
 """The `smlocal promote` and `smlocal cleanup` commands (registered on the main typer app).
 
-Thin: options are merged with the project's profile, turned into a PromoteRequest and handed
-to the ``promote`` package; this module only prints. Every heavy import (boto3, docker, the
+Thin: the flags become a :class:`~smlocal.promote.options.PromoteOptions`; the ``promote``
+package merges them with the profile and load-test advice and does the work; this module only
+prints. Every heavy import (boto3, docker, the
 promote package) happens inside the commands so `smlocal --help` stays fast.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
+
+from smlocal.cli.output import ExitCode, err, fail, out, reported
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from smlocal.emulator.spec import EndpointSpec
-    from smlocal.promote.request import PromoteRequest
+    from smlocal.promote.options import PromoteOptions
 
 __all__ = ["register"]
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
 
 
 class _ConsoleReporter:
@@ -65,133 +57,6 @@ class _ConsoleReporter:
         self._layers.clear()
 
 
-def _region(explicit: str | None, profile: dict[str, Any]) -> str:
-    region = (
-        explicit
-        or profile.get("region")
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-    )
-    if not region:
-        _fail("no AWS region: pass --region, set it in the profile, or set AWS_REGION", 2)
-    return str(region)
-
-
-def _first(*values: Any) -> Any:
-    """The first value that was given: flag, then load-test advice, then profile, then default."""
-    return next(value for value in values if value is not None)
-
-
-def _build_request(options: dict[str, Any]) -> PromoteRequest:
-    from smlocal.emulator.spec import build_spec
-    from smlocal.promote.config import find_project_root, load_profile
-    from smlocal.promote.manifest import default_manifest_path
-    from smlocal.promote.naming import new_deployment_id
-    from smlocal.promote.request import (
-        DEFAULT_TARGET_INVOCATIONS,
-        DataCaptureSettings,
-        PromoteRequest,
-        ScalingSettings,
-        async_settings,
-        check_endpoint_name,
-        parse_serverless,
-        scaling_from_loadtest,
-    )
-
-    o = options
-    profile = load_profile(o["profile"], config=o["config"])
-    instance_count = int(_first(o["instance_count"], profile.get("instance_count"), 1))
-    if o["endpoint"] is not None:
-        spec = _spec_from_config(o)
-        instance_count = min(v.instance_count for v in spec.variants)
-        model = o["model"] or spec.variants[0].model or ""
-    else:
-        if o["image"] is None or o["model"] is None or o["endpoint_name"] is None:
-            _fail(
-                "pass IMAGE, --model and --endpoint-name, or --endpoint NAME to promote an "
-                "endpoint (all its variants) from the project config",
-                2,
-            )
-        model = o["model"]
-        spec = build_spec(
-            name=check_endpoint_name(o["endpoint_name"]),
-            variants=[
-                {
-                    "image": o["image"],
-                    "model": o["model"],
-                    "instance_type": _first(
-                        o["instance_type"], profile.get("instance_type"), "ml.m5.large"
-                    ),
-                    "instance_count": instance_count,
-                    "weight": o["variant_weight"],
-                }
-            ],
-        )
-    advice = scaling_from_loadtest(o["scaling_from"]) if o["scaling_from"] else {}
-
-    def scaling_value(flag: str, key: str, default: float) -> Any:
-        return _first(o[flag], advice.get(key), profile.get(key), default)
-
-    scaling = ScalingSettings(
-        min_instances=int(scaling_value("min", "min_instances", instance_count)),
-        max_instances=int(scaling_value("max", "max_instances", max(instance_count, 4))),
-        target_invocations=float(
-            scaling_value("target_invocations", "target_invocations", DEFAULT_TARGET_INVOCATIONS)
-        ),
-    )
-    async_output = _first(o["async_output"], profile.get("async_output"), "") or None
-    data_capture = _first(o["data_capture"], profile.get("data_capture"), "") or None
-    deployment_id = o["deployment_id"] or new_deployment_id(spec.name)
-    manifest = o["manifest"] or default_manifest_path(find_project_root(), deployment_id)
-
-    def setting(key: str) -> Any:
-        return _first(o[key], profile.get(key), "") or None
-
-    return PromoteRequest(
-        spec=spec,
-        model=model,
-        region=_region(o["region"], profile),
-        deployment_id=deployment_id,
-        manifest_path=Path(manifest),
-        serverless=parse_serverless(o["serverless"]) if o["serverless"] else None,
-        scaling=scaling,
-        async_output=async_settings(async_output) if async_output else None,
-        data_capture=DataCaptureSettings(data_capture) if data_capture else None,
-        role_arn=setting("role_arn"),
-        bucket=setting("bucket"),
-        repository=setting("repository"),
-        alarm_email=setting("alarm_email"),
-        latency_p99_ms=float(profile.get("latency_p99_ms", 1000.0)),
-        endpoint_url=setting("endpoint_url"),
-        registry_url=setting("registry_url"),
-        skip_gate=o["skip_gate"],
-        contract_spec=o["contract_spec"],
-        quality_gate=o["gate"],
-        eval_data=o["eval_data"],
-        wait_timeout_s=float(_first(o["wait_timeout"], profile.get("wait_timeout"), 1800.0)),
-        poll_interval_s=o["poll_interval"],
-        profile=o["profile"],
-    )
-
-
-def _spec_from_config(o: dict[str, Any]) -> EndpointSpec:
-    """``--endpoint NAME``: the endpoint and all its variants (image, model, instance type,
-    count, weight each) from smlocal.toml; the single-variant flags do not apply."""
-    from smlocal.emulator.config import load_config
-    from smlocal.emulator.spec import build_spec
-    from smlocal.promote.request import check_endpoint_name
-
-    given = [f for f in ("image", "instance_type", "instance_count") if o[f] is not None]
-    if given:
-        flags = ", ".join("IMAGE" if f == "image" else "--" + f.replace("_", "-") for f in given)
-        _fail(f"{flags}: not with --endpoint; set each variant in the project config", 2)
-    spec = load_config(o["config"], o["profile"]).endpoint(o["endpoint"])
-    if o["endpoint_name"] is not None:
-        spec = build_spec(**{**spec.model_dump(), "name": o["endpoint_name"]})
-    check_endpoint_name(spec.name)
-    return spec
-
-
 def _print_plan(steps: list[tuple[str, list[str]]]) -> None:
     for index, (name, calls) in enumerate(steps, 1):
         out.print(f"[bold]{index:2d}. {escape(name)}[/]")
@@ -200,14 +65,15 @@ def _print_plan(steps: list[tuple[str, list[str]]]) -> None:
     err.print("[dim]dry run: no AWS call was made and no manifest was written[/]")
 
 
-def _promote(options: dict[str, Any]) -> None:
+def _promote(options: PromoteOptions, *, dry_run: bool) -> None:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
     from smlocal.promote import plan
     from smlocal.promote.deploy import execute, prepare
     from smlocal.promote.errors import StepFailedError
+    from smlocal.promote.options import build_request
 
-    request = _build_request(options)
+    request = build_request(options)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -217,8 +83,8 @@ def _promote(options: dict[str, Any]) -> None:
         transient=True,
     ) as progress:
         reporter = _ConsoleReporter(progress)
-        prepared = prepare(request, reporter, dry_run=options["dry_run"])
-        if options["dry_run"]:
+        prepared = prepare(request, reporter, dry_run=dry_run)
+        if dry_run:
             progress.stop()
             _print_plan(plan.describe(prepared.deployment))
             return
@@ -261,7 +127,7 @@ def _cleanup(
     from smlocal.promote.manifest import Manifest, Resource, default_manifest_path
 
     if (manifest_path is None) == (deployment_id is None):
-        _fail("pass exactly one of --manifest FILE or --deployment-id ID", 2)
+        fail("pass exactly one of --manifest FILE or --deployment-id ID", ExitCode.USAGE)
     path = manifest_path or default_manifest_path(find_project_root(), str(deployment_id))
     manifest = Manifest.load(path)
     options = CleanupOptions(
@@ -288,7 +154,7 @@ def _cleanup(
         except click.Abort:
             confirmed = False
         if not confirmed:
-            _fail("nothing deleted (pass --yes to skip this question)", 1)
+            fail("nothing deleted (pass --yes to skip this question)", ExitCode.FAILED)
 
     def on_resource(resource: Resource, outcome: str) -> None:
         mark = "[red]✗[/]" if outcome.startswith("FAILED") else "[green]✓[/]"
@@ -420,14 +286,43 @@ def register(app: typer.Typer) -> None:
         ECR push, S3 upload, IAM role, model, endpoint config, endpoint (create or update),
         autoscaling and alarms — each recorded in a manifest that `smlocal cleanup` reverses.
         """
-        options = dict(locals())
-        options["min"], options["max"] = options.pop("min_"), options.pop("max_")
-        from smlocal.emulator.errors import SmlocalError
+        from smlocal.promote.options import PromoteOptions
 
-        try:
-            _promote(options)
-        except SmlocalError as error:
-            _fail(str(error), error.exit_code)
+        options = PromoteOptions(
+            image=image,
+            model=model,
+            endpoint_name=endpoint_name,
+            endpoint=endpoint,
+            config=config,
+            profile=profile,
+            region=region,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            serverless=serverless,
+            async_output=async_output,
+            variant_weight=variant_weight,
+            min_instances=min_,
+            max_instances=max_,
+            target_invocations=target_invocations,
+            scaling_from=scaling_from,
+            role_arn=role_arn,
+            bucket=bucket,
+            repository=repository,
+            data_capture=data_capture,
+            alarm_email=alarm_email,
+            manifest=manifest,
+            deployment_id=deployment_id,
+            endpoint_url=endpoint_url,
+            registry_url=registry_url,
+            skip_gate=skip_gate,
+            contract_spec=contract_spec,
+            gate=gate,
+            eval_data=eval_data,
+            wait_timeout=wait_timeout,
+            poll_interval=poll_interval,
+        )
+        with reported():
+            _promote(options, dry_run=dry_run)
 
     @app.command(rich_help_panel="Release")
     def cleanup(
@@ -447,9 +342,7 @@ def register(app: typer.Typer) -> None:
         poll_interval: Annotated[float, typer.Option(help="Seconds between status polls.")] = 15.0,
     ) -> None:
         """Delete what a promote created, in reverse order; pre-existing resources stay."""
-        from smlocal.emulator.errors import SmlocalError
-
-        try:
+        with reported():
             _cleanup(
                 manifest_path=manifest,
                 deployment_id=deployment_id,
@@ -458,5 +351,3 @@ def register(app: typer.Typer) -> None:
                 endpoint_url=endpoint_url,
                 poll_interval=poll_interval,
             )
-        except SmlocalError as error:
-            _fail(str(error), error.exit_code)

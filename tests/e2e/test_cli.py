@@ -117,6 +117,35 @@ def test_detached_failure_exits_non_zero(docker_images: None, smlocal_home: Path
     assert result.returncode == 1
     assert "failed" in result.stderr
     assert "exited with code 3" in result.stderr
+    # the container's own last lines, where the user is looking, not only a log path
+    assert "failing on purpose" in result.stderr
+    assert not containers_of("cli-broken-d")
+
+
+def test_ctrl_c_while_creating_exits_130_and_leaves_nothing(
+    docker_images: None, smlocal_home: Path
+) -> None:
+    process = subprocess.Popen(
+        [SMLOCAL, "serve", fixture_image("never-listens"), "--name", "cli-creating", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not containers_of("cli-creating"):
+        time.sleep(0.1)
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "stopped before InService" in stderr
+    assert not containers_of("cli-creating")
+
+
+def test_serve_from_config_refuses_single_variant_flags(smlocal_home: Path) -> None:
+    result = smlocal("serve", "--instance-type", "ml.c5.xlarge", "--env", "A=1")
+    assert result.returncode == 2
+    assert "--env, --instance-type: not without IMAGE" in result.stderr
 
 
 def test_ctrl_c_stops_the_containers(docker_images: None, smlocal_home: Path) -> None:
@@ -142,7 +171,7 @@ def test_ctrl_c_stops_the_containers(docker_images: None, smlocal_home: Path) ->
     [
         (["--instance-type", "ml.bogus"], "unknown instance type", 2),
         (["--env", "NOEQUALS"], "KEY=VALUE", 2),
-        (["--model", "/does/not/exist.tar.gz"], "/does/not/exist.tar.gz", 1),
+        (["--model", "/does/not/exist.tar.gz"], "/does/not/exist.tar.gz", 2),
         (["--name", "bad_name"], "name", 2),
     ],
 )
@@ -157,7 +186,7 @@ def test_bad_input_is_a_clear_error_not_a_traceback(
 
 def test_missing_image_is_a_clear_error(docker_images: None, smlocal_home: Path) -> None:
     result = smlocal("serve", "smlocal/does-not-exist:latest", "--port", "0")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "not in the local Docker engine" in result.stderr
     assert "Traceback" not in result.stderr
 
