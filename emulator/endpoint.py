@@ -333,6 +333,43 @@ class Endpoint:
                 group.remove(old)
             await self._retire(old)
 
+    # ---- live changes (UpdateEndpointWeightsAndCapacities) --------------------------------
+    async def reconfigure(self, weights: Mapping[str, float], counts: Mapping[str, int]) -> None:
+        """Change variants' weights and instance counts while serving.
+
+        New instances start and pass health checks before they take traffic; surplus ones
+        leave the rotation first, then stop gracefully (SIGTERM, SIGKILL after the grace
+        period), so no request is lost either way. Raises EndpointFailedError when a new
+        instance fails; the instances that did start keep serving.
+        """
+        variants = []
+        for variant in self.spec.variants:
+            changes: dict[str, object] = {}
+            if variant.name in weights:
+                changes["weight"] = float(weights[variant.name])
+            if variant.name in counts:
+                changes["instance_count"] = int(counts[variant.name])
+            variants.append(variant.model_copy(update=changes))
+        self.spec = self.spec.model_copy(update={"variants": tuple(variants)})
+        starts = []
+        for variant in self.spec.variants:
+            group = self.instances[variant.name]
+            surplus = group[variant.instance_count :]
+            for instance in surplus:
+                instance.healthy = False  # out of the rotation before it stops
+            for instance in surplus:
+                group.remove(instance)
+                await self._retire(instance)
+            missing = variant.instance_count - len(group)
+            starts += [self._start_instance(variant) for _ in range(missing)]
+        results = await asyncio.gather(*starts, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            first = failures[0]
+            if isinstance(first, EndpointFailedError):
+                raise first
+            raise EndpointFailedError(f"{first.__class__.__name__}: {first}") from first
+
     # ---- routing -----------------------------------------------------------------------
     def choose(self, target_variant: str | None = None) -> Instance:
         """The instance that serves the next request. Raises AwsError when none can."""

@@ -17,7 +17,24 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["RunRecord", "StateDir", "stop_serving_process"]
+__all__ = ["RunRecord", "StateDir", "process_alive", "stop_serving_process"]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie (killed, not yet reaped: common for detached children
+    whose parent has gone) is not running; /proc tells where it exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal check is all there is
+    # The state field follows the command name in parentheses, which may contain spaces.
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 @dataclass
@@ -36,13 +53,7 @@ class RunRecord:
 
     @property
     def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_alive(self.pid)
 
 
 class StateDir:

@@ -1,16 +1,17 @@
 """The ``smlocal`` command line: parses, delegates, prints. Nothing else lives here.
 
-One typer app; each capability registers its commands from its own module (``endpoints``,
-``contract``, ``loadtest``, ``promote``), and every command prints through ``output``, whose
-exit code table (:class:`~smlocal.emulator.errors.ExitCode`) holds for all of them. Commands
-import their package when they run, so ``smlocal --help`` stays fast.
+One typer app; each capability registers its commands from its own module
+(``service``, ``endpoints``, ``contract``, ``loadtest``, ``promote``), and every command
+prints through ``output``, whose exit code table (:class:`~smlocal.emulator.errors.ExitCode`)
+holds for all of them. Commands import their package when they run, so ``smlocal --help``
+stays fast.
 """
 
 from __future__ import annotations
 
 import typer
 
-from smlocal.cli import contract, endpoints, loadtest, promote
+from smlocal.cli import contract, endpoints, loadtest, promote, service
 
 __all__ = ["app", "main"]
 
@@ -30,7 +31,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-for _capability in (endpoints, contract, loadtest, promote):
+for _capability in (service, endpoints, contract, loadtest, promote):
     _capability.register(app)
 
 

@@ -1,0 +1,414 @@
+"""The hosting backend of the local service: SageMaker's hosting operations on real containers.
+
+One method per control-plane operation (``CreateModel`` → :meth:`HostingService.create_model`
+...), each taking the validated input members and returning the output members, as moto's
+backends do. Records (the Describe* outputs) live in the :class:`Store`; live endpoints (the
+core's :class:`Endpoint`, which the runtime API routes to) live in :attr:`endpoints`.
+
+Lifecycle, as SageMaker does it (reference §A.5): CreateEndpoint answers at once with the
+endpoint ``Creating`` and brings it up in the background (InService, or Failed with a
+FailureReason that carries the container's exit code and last log lines). UpdateEndpoint is
+blue/green: the new fleet starts and passes health checks while the old one serves; then
+traffic moves at once and the old fleet stops; if the new fleet fails, the old one keeps
+serving and the endpoint returns to InService with a FailureReason and the old config name.
+UpdateEndpointWeightsAndCapacities changes weights and counts live. DeleteEndpoint is refused
+while Creating or Updating, in AWS's words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from smlocal.emulator.artifacts import StagedModel, stage_model
+from smlocal.emulator.aws_errors import AwsError
+from smlocal.emulator.backend import ContainerBackend
+from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
+from smlocal.emulator.errors import SmlocalError
+from smlocal.emulator.service.resources import already_exists, arn, in_progress, not_found
+from smlocal.emulator.service.specs import endpoint_spec
+from smlocal.emulator.service.store import InvalidToken, Kind, ListQuery, Store
+from smlocal.emulator.spec import EndpointSpec
+
+__all__ = ["HostingService"]
+
+log = logging.getLogger(__name__)
+
+Params = dict[str, Any]
+_BUSY = ("Creating", "Updating", "Deleting", "SystemUpdating", "RollingBack")
+_TAIL_LINES = 20
+# Seconds the old fleet keeps its containers after traffic moved (AWS's
+# TerminationWaitInSeconds defaults to 0; a moment lets requests in flight finish).
+BLUE_DRAIN_S = 1.0
+
+
+class HostingService:
+    def __init__(
+        self,
+        store: Store,
+        backend: ContainerBackend,
+        *,
+        cache_dir: Path,
+        settings: MonitorSettings,
+        session_id: str,
+        log_sink: Callable[[str], LogSink],
+        image_exists: Callable[[str], bool],
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.cache_dir = cache_dir
+        self.settings = settings
+        self.session_id = session_id
+        self.endpoints: dict[str, Endpoint] = {}
+        self._log_sink = log_sink
+        self._image_exists = image_exists
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- models ------------------------------------------------------------------------
+    async def create_model(self, p: Params) -> Params:
+        name = p["ModelName"]
+        if self.store.get(Kind.MODEL, name) is not None:
+            raise already_exists("model", name)
+        record = {**p, "ModelArn": arn("model", name), "CreationTime": time.time()}
+        record.pop("Tags", None)
+        self.store.insert(Kind.MODEL, name, record)
+        self._tag(record["ModelArn"], p)
+        return {"ModelArn": record["ModelArn"]}
+
+    async def describe_model(self, p: Params) -> Params:
+        return self._get(Kind.MODEL, "model", p["ModelName"])
+
+    async def delete_model(self, p: Params) -> Params:
+        self._delete(Kind.MODEL, "model", p["ModelName"], "ModelArn")
+        return {}
+
+    async def list_models(self, p: Params) -> Params:
+        return self._list(Kind.MODEL, p, "Models", ("ModelName", "ModelArn", "CreationTime"))
+
+    # ---- endpoint configs ----------------------------------------------------------------
+    async def create_endpoint_config(self, p: Params) -> Params:
+        name = p["EndpointConfigName"]
+        if self.store.get(Kind.ENDPOINT_CONFIG, name) is not None:
+            raise already_exists("endpoint-config", name)
+        config_arn = arn("endpoint-config", name)
+        record = {**p, "EndpointConfigArn": config_arn, "CreationTime": time.time()}
+        record.pop("Tags", None)
+        self.store.insert(Kind.ENDPOINT_CONFIG, name, record)
+        self._tag(config_arn, p)
+        return {"EndpointConfigArn": config_arn}
+
+    async def describe_endpoint_config(self, p: Params) -> Params:
+        return self._get(Kind.ENDPOINT_CONFIG, "endpoint-config", p["EndpointConfigName"])
+
+    async def delete_endpoint_config(self, p: Params) -> Params:
+        # AWS does not block deleting a config in use (it only warns): neither do we.
+        self._delete(
+            Kind.ENDPOINT_CONFIG, "endpoint-config", p["EndpointConfigName"], "EndpointConfigArn"
+        )
+        return {}
+
+    async def list_endpoint_configs(self, p: Params) -> Params:
+        return self._list(
+            Kind.ENDPOINT_CONFIG,
+            p,
+            "EndpointConfigs",
+            ("EndpointConfigName", "EndpointConfigArn", "CreationTime"),
+        )
+
+    # ---- endpoints -----------------------------------------------------------------------
+    async def create_endpoint(self, p: Params) -> Params:
+        name = p["EndpointName"]
+        if self.store.get(Kind.ENDPOINT, name) is not None:
+            raise already_exists("endpoint", name)
+        spec = self._spec(name, p["EndpointConfigName"])
+        now = time.time()
+        endpoint_arn = arn("endpoint", name)
+        record = {
+            "EndpointName": name,
+            "EndpointArn": endpoint_arn,
+            "EndpointConfigName": p["EndpointConfigName"],
+            "EndpointStatus": "Creating",
+            "CreationTime": now,
+            "LastModifiedTime": now,
+        }
+        self.store.insert(Kind.ENDPOINT, name, record, status="Creating")
+        self._tag(endpoint_arn, p)
+        self._background(self._bring_up(name, spec), f"create-{name}")
+        return {"EndpointArn": endpoint_arn}
+
+    async def describe_endpoint(self, p: Params) -> Params:
+        record = self._get(Kind.ENDPOINT, "endpoint", p["EndpointName"])
+        live = self.endpoints.get(record["EndpointName"])
+        if live is not None:
+            record["ProductionVariants"] = self._variants(live)
+        return record
+
+    async def update_endpoint(self, p: Params) -> Params:
+        name = p["EndpointName"]
+        record = self._ready_for_change(name)
+        spec = self._spec(name, p["EndpointConfigName"])
+        self._set_status(record, "Updating", FailureReason=None)
+        self._background(self._blue_green(name, spec, p["EndpointConfigName"]), f"update-{name}")
+        return {"EndpointArn": record["EndpointArn"]}
+
+    async def update_endpoint_weights_and_capacities(self, p: Params) -> Params:
+        name = p["EndpointName"]
+        record = self._ready_for_change(name)
+        live = self.endpoints[record["EndpointName"]]
+        weights, counts = {}, {}
+        for change in p["DesiredWeightsAndCapacities"]:
+            variant = change["VariantName"]
+            if live.spec.variant(variant) is None:
+                raise AwsError(
+                    "ValidationException",
+                    f"The variant name(s) [{variant}] is/are not present in the endpoint {name}.",
+                )
+            if "DesiredWeight" in change:
+                weights[variant] = float(change["DesiredWeight"])
+            if "DesiredInstanceCount" in change:
+                counts[variant] = int(change["DesiredInstanceCount"])
+        self._set_status(record, "Updating", FailureReason=None)
+        self._background(self._reconfigure(name, weights, counts), f"weights-{name}")
+        return {"EndpointArn": record["EndpointArn"]}
+
+    async def delete_endpoint(self, p: Params) -> Params:
+        name = p["EndpointName"]
+        record = self._require(Kind.ENDPOINT, "endpoint", name)
+        if record["EndpointStatus"] in _BUSY:
+            raise in_progress(name)
+        self._set_status(record, "Deleting")
+        self._background(self._tear_down(record["EndpointName"]), f"delete-{name}")
+        return {}
+
+    async def list_endpoints(self, p: Params) -> Params:
+        return self._list(
+            Kind.ENDPOINT,
+            p,
+            "Endpoints",
+            ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus"),
+        )
+
+    # ---- tags ----------------------------------------------------------------------------
+    async def add_tags(self, p: Params) -> Params:
+        self.store.add_tags(p["ResourceArn"], p["Tags"])
+        return {"Tags": p["Tags"]}
+
+    async def list_tags(self, p: Params) -> Params:
+        try:
+            tags, token = self.store.list_tags(
+                p["ResourceArn"], int(p.get("MaxResults", 50)), p.get("NextToken")
+            )
+        except InvalidToken as error:
+            raise AwsError("ValidationException", f"Invalid NextToken: {error}.") from None
+        return {"Tags": tags, **({"NextToken": token} if token else {})}
+
+    async def delete_tags(self, p: Params) -> Params:
+        self.store.delete_tags(p["ResourceArn"], p["TagKeys"])
+        return {}
+
+    # ---- the service's own life ----------------------------------------------------------
+    async def recover(self) -> None:
+        """After a restart: bring back every endpoint that was serving or on its way."""
+        for record in self.store.all(Kind.ENDPOINT):
+            name, status = record["EndpointName"], record["EndpointStatus"]
+            if status == "Deleting":
+                self._background(self._tear_down(name), f"delete-{name}")
+                continue
+            if status not in ("InService", "Creating", "Updating"):
+                continue
+            try:
+                spec = self._spec(name, record["EndpointConfigName"])
+            except AwsError as error:
+                self._set_status(record, "Failed", FailureReason=error.message)
+                continue
+            log.info("endpoint %s was %s: starting it again", name, status)
+            self._set_status(record, "Creating" if status == "Creating" else "Updating")
+            self._background(self._bring_up(name, spec), f"recover-{name}")
+
+    async def close(self) -> None:
+        """Stop every container (graceful); records stay, so a restart brings them back."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(e.stop() for e in self.endpoints.values()))
+        self.endpoints.clear()
+
+    # ---- background work -----------------------------------------------------------------
+    def _background(self, work: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start(self, spec: EndpointSpec) -> Endpoint:
+        models = await asyncio.to_thread(self._stage, spec)
+        endpoint = Endpoint(
+            spec,
+            self.backend,
+            models,
+            settings=self.settings,
+            log_sink=self._log_sink(spec.name),
+            session_id=self.session_id,
+        )
+        try:
+            await endpoint.start()
+        except BaseException:
+            await endpoint.stop()
+            raise
+        return endpoint
+
+    def _stage(self, spec: EndpointSpec) -> dict[str, StagedModel | None]:
+        return {
+            v.name: stage_model(v.model, self.cache_dir) if v.model else None for v in spec.variants
+        }
+
+    async def _bring_up(self, name: str, spec: EndpointSpec) -> None:
+        try:
+            endpoint = await self._start(spec)
+        except SmlocalError as error:
+            self._fail(name, error)
+            return
+        self.endpoints[name] = endpoint
+        self._update(name, EndpointStatus="InService")
+
+    async def _blue_green(self, name: str, spec: EndpointSpec, config_name: str) -> None:
+        try:
+            green = await self._start(spec)
+        except SmlocalError as error:
+            # The blue fleet never stopped serving: back to InService, with the reason.
+            self._update(name, EndpointStatus="InService", FailureReason=_reason(error))
+            return
+        blue = self.endpoints.get(name)
+        self.endpoints[name] = green  # traffic moves at once (ALL_AT_ONCE)
+        self._update(name, EndpointStatus="InService", EndpointConfigName=config_name)
+        if blue is not None:
+            # Requests already routed to blue finish there: its containers get SIGTERM
+            # only after a short drain, and then the grace period.
+            await asyncio.sleep(BLUE_DRAIN_S)
+            await blue.stop()
+
+    async def _reconfigure(
+        self, name: str, weights: dict[str, float], counts: dict[str, int]
+    ) -> None:
+        endpoint = self.endpoints[name]
+        try:
+            await endpoint.reconfigure(weights, counts)
+        except SmlocalError as error:
+            self._update(name, EndpointStatus="InService", FailureReason=_reason(error))
+            return
+        self._update(name, EndpointStatus="InService")
+
+    async def _tear_down(self, name: str) -> None:
+        endpoint = self.endpoints.pop(name, None)
+        if endpoint is not None:
+            await endpoint.stop()
+        record = self.store.get(Kind.ENDPOINT, name)
+        if record is not None:
+            self.store.delete_all_tags(record["EndpointArn"])
+        self.store.delete(Kind.ENDPOINT, name)
+
+    # ---- records -------------------------------------------------------------------------
+    def _spec(self, name: str, config_name: str) -> EndpointSpec:
+        config = self._require(Kind.ENDPOINT_CONFIG, "endpoint-config", config_name)
+        models = {}
+        for variant in config["ProductionVariants"]:
+            model_name = variant["ModelName"]
+            models[model_name] = self._require(Kind.MODEL, "model", model_name)
+        return endpoint_spec(name, config, models, self._image_exists)
+
+    def _require(self, kind: Kind, word: str, name: str) -> dict[str, Any]:
+        record = self.store.get(kind, name)
+        if record is None:
+            raise not_found(word, name)
+        return record
+
+    def _get(self, kind: Kind, word: str, name: str) -> dict[str, Any]:
+        record = self._require(kind, word, name)
+        return {k: v for k, v in record.items() if v is not None}
+
+    def _delete(self, kind: Kind, word: str, name: str, arn_key: str) -> None:
+        record = self._require(kind, word, name)
+        self.store.delete(kind, name)
+        self.store.delete_all_tags(record[arn_key])
+
+    def _tag(self, resource_arn: str, p: Params) -> None:
+        if p.get("Tags"):
+            self.store.add_tags(resource_arn, p["Tags"])
+
+    def _list(self, kind: Kind, p: Params, key: str, fields: tuple[str, ...]) -> Params:
+        query = ListQuery(
+            name_contains=p.get("NameContains"),
+            creation_time_before=p.get("CreationTimeBefore"),
+            creation_time_after=p.get("CreationTimeAfter"),
+            last_modified_time_before=p.get("LastModifiedTimeBefore"),
+            last_modified_time_after=p.get("LastModifiedTimeAfter"),
+            status_equals=p.get("StatusEquals"),
+            sort_by=p.get("SortBy", "CreationTime"),
+            sort_order=p.get("SortOrder", "Descending"),
+            max_results=int(p.get("MaxResults", 10)),
+            next_token=p.get("NextToken"),
+        )
+        try:
+            records, token = self.store.page(kind, query)
+        except InvalidToken as error:
+            raise AwsError("ValidationException", f"Invalid NextToken: {error}.") from None
+        page = [{f: r[f] for f in fields if r.get(f) is not None} for r in records]
+        return {key: page, **({"NextToken": token} if token else {})}
+
+    def _ready_for_change(self, name: str) -> dict[str, Any]:
+        record = self._require(Kind.ENDPOINT, "endpoint", name)
+        if record["EndpointStatus"] in _BUSY or record["EndpointName"] not in self.endpoints:
+            if record["EndpointStatus"] == "Failed":
+                raise AwsError(
+                    "ValidationException",
+                    f'Cannot update failed endpoint "{record["EndpointArn"]}"; delete it and '
+                    "create it again.",
+                )
+            raise in_progress(name)
+        return record
+
+    def _set_status(self, record: dict[str, Any], status: str, **extra: Any) -> None:
+        self._update(record["EndpointName"], EndpointStatus=status, **extra)
+
+    def _update(self, name: str, **changes: Any) -> None:
+        record = self.store.get(Kind.ENDPOINT, name)
+        if record is None:
+            return
+        record.update(changes, LastModifiedTime=time.time())
+        record = {k: v for k, v in record.items() if v is not None}
+        self.store.replace(Kind.ENDPOINT, name, record, status=record["EndpointStatus"])
+
+    def _fail(self, name: str, error: SmlocalError) -> None:
+        log.error("endpoint %s failed: %s", name, error)
+        self._update(name, EndpointStatus="Failed", FailureReason=_reason(error))
+
+    def _variants(self, endpoint: Endpoint) -> list[dict[str, Any]]:
+        variants = []
+        for variant in endpoint.spec.variants:
+            healthy = [i for i in endpoint.instances[variant.name] if i.healthy]
+            variants.append(
+                {
+                    "VariantName": variant.name,
+                    "DeployedImages": [
+                        {"SpecifiedImage": variant.image, "ResolutionTime": endpoint.created_at}
+                    ],
+                    "CurrentWeight": variant.weight,
+                    "DesiredWeight": variant.weight,
+                    "CurrentInstanceCount": len(healthy),
+                    "DesiredInstanceCount": variant.instance_count,
+                }
+            )
+        return variants
+
+
+def _reason(error: SmlocalError) -> str:
+    """AWS-style FailureReason plus what smlocal knows: exit code and last log lines."""
+    reason = str(error)
+    logs = getattr(error, "logs", "")
+    if logs and logs.strip():
+        tail = "\n".join(logs.strip().splitlines()[-_TAIL_LINES:])
+        reason = f"{reason}\nlast container log lines:\n{tail}"
+    return reason[:1024]  # DescribeEndpoint's FailureReason is at most 1024 characters

@@ -1,0 +1,238 @@
+"""``smlocal server``: the local SageMaker service, control plane and runtime API on one port.
+
+Owns the service's life: claim the port, open the state (SQLite under
+``$SMLOCAL_HOME/service/``), sweep every container an earlier run of this service left (by
+the ``smlocal.session`` label, which is this state directory's service id: after a SIGKILL
+nothing is orphaned or duplicated), serve, bring back every endpoint that was InService (its
+containers started afresh), and on SIGINT/SIGTERM stop every container gracefully while
+keeping the records, so the next start brings the same endpoints back.
+
+``$SMLOCAL_HOME/service/server.json`` says where a running service listens (``smlocal server
+status`` / ``stop``); the process can also run detached (``python -m
+smlocal.emulator.service.process``), its output in ``$SMLOCAL_HOME/service/server.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+import uvicorn
+
+from smlocal.emulator.aws_errors import load_error_table
+from smlocal.emulator.backend import LABEL_SESSION, ContainerBackend
+from smlocal.emulator.endpoint import LogSink, MonitorSettings
+from smlocal.emulator.runtime_api import RuntimeApi
+from smlocal.emulator.server import bind_socket
+from smlocal.emulator.service.control_plane import ControlPlane, is_control_plane
+from smlocal.emulator.service.hosting import HostingService
+from smlocal.emulator.service.store import Store
+from smlocal.emulator.state import StateDir, process_alive
+
+__all__ = ["ServiceApp", "ServiceRecord", "read_service_record", "run_service"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    pid: int
+    url: str
+    started_at: float
+
+
+def _service_dir(state: StateDir) -> Path:
+    folder = state.root / "service"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def read_service_record(state: StateDir) -> ServiceRecord | None:
+    """Where this SMLOCAL_HOME's service listens, if its process is alive."""
+    path = state.root / "service" / "server.json"
+    try:
+        record = ServiceRecord(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return record if process_alive(record.pid) else None
+
+
+def _service_id(state: StateDir) -> str:
+    """A stable id per state directory: the label its containers carry."""
+    path = _service_dir(state) / "id"
+    if not path.exists():
+        path.write_text(f"service-{uuid.uuid4().hex[:12]}\n")
+    return path.read_text().strip()
+
+
+class ServiceApp:
+    """One port: JSON 1.1 control-plane calls to ``POST /``, everything else to the runtime."""
+
+    def __init__(self, control_plane: ControlPlane, runtime: RuntimeApi) -> None:
+        self.control_plane = control_plane
+        self.runtime = runtime
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if is_control_plane(scope):
+            await self.control_plane(scope, receive, send)
+        else:
+            await self.runtime(scope, receive, send)
+
+
+class _EndpointLogs:
+    """Container output per endpoint, appended to ``$SMLOCAL_HOME/logs/NAME.log``."""
+
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
+        self._files: dict[str, IO[str]] = {}
+        self._lock = threading.Lock()
+
+    def sink(self, name: str) -> LogSink:
+        def write(source: str, line: str) -> None:
+            with self._lock:
+                handle = self._files.get(name)
+                if handle is None:
+                    handle = self.state.log_file(name).open("a", buffering=1, encoding="utf-8")
+                    self._files[name] = handle
+                handle.write(f"{source} | {line}\n")
+
+        return write
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._files.values():
+                handle.close()
+            self._files.clear()
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+def _sweep(backend: ContainerBackend, service_id: str) -> int:
+    leftovers = backend.find({LABEL_SESSION: service_id})
+    for container_id in leftovers:
+        with contextlib.suppress(Exception):
+            backend.stop(container_id, 0)
+        with contextlib.suppress(Exception):
+            backend.remove(container_id)
+    return len(leftovers)
+
+
+async def run_service(
+    backend: ContainerBackend,
+    *,
+    state: StateDir,
+    settings: MonitorSettings,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until ``stop`` is set. ``on_ready(url)`` once the port answers."""
+    load_error_table()
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host}:{port}"
+    service_id = _service_id(state)
+    swept = await asyncio.to_thread(_sweep, backend, service_id)
+    if swept:
+        log.warning("removed %d container(s) an earlier run of this service left", swept)
+    store = Store(_service_dir(state) / "state.db")
+    logs = _EndpointLogs(state)
+    hosting = HostingService(
+        store,
+        backend,
+        cache_dir=state.cache,
+        settings=settings,
+        session_id=service_id,
+        log_sink=logs.sink,
+        image_exists=getattr(backend, "image_exists", lambda _image: False),
+    )
+    app = ServiceApp(ControlPlane(hosting), RuntimeApi(hosting.endpoints))
+    server = _QuietServer(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="none",
+            http="httptools",
+            timeout_keep_alive=60,
+        )
+    )
+    record_path = _service_dir(state) / "server.json"
+    server_task = asyncio.create_task(server.serve(sockets=[sock]), name="service-api")
+    try:
+        while not server.started and not server_task.done():
+            await asyncio.sleep(0.01)
+        record_path.write_text(json.dumps(asdict(ServiceRecord(os.getpid(), url, time.time()))))
+        await hosting.recover()
+        if on_ready is not None:
+            on_ready(url)
+        await stop.wait()
+    finally:
+        await hosting.close()
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await server_task
+        record_path.unlink(missing_ok=True)
+        store.close()
+        logs.close()
+
+
+def main(host: str, port: int) -> int:
+    """The service in this process until SIGINT/SIGTERM (``smlocal server``)."""
+    import signal
+
+    from smlocal.emulator.docker_backend import DockerBackend
+    from smlocal.emulator.server import _fast_loop_factory
+
+    backend = DockerBackend()
+    settings = MonitorSettings(host_cpus=backend.host_cpus(), host_ip="127.0.0.1")
+    sock = bind_socket(host, port)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+
+        def ready(url: str) -> None:
+            print(f"smlocal service: listening on {url}", flush=True)
+
+        await run_service(
+            backend, state=StateDir(), settings=settings, sock=sock, stop=stop, on_ready=ready
+        )
+
+    with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+        runner.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    arguments = parser.parse_args()
+    from smlocal.emulator.errors import SmlocalError
+
+    try:
+        sys.exit(main(arguments.host, arguments.port))
+    except SmlocalError as failure:
+        print(f"error: {failure}", file=sys.stderr, flush=True)
+        sys.exit(int(failure.exit_code))

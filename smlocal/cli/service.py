@@ -1,0 +1,151 @@
+"""``smlocal server``: run, stop and inspect the local SageMaker service.
+
+Thin: the service itself is :mod:`smlocal.emulator.service.process`; this module starts it
+(in this process, or detached), and reads or signals its record.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from smlocal.cli.output import ExitCode, err, fail, out, reported
+
+__all__ = ["register"]
+
+_READY_TIMEOUT_S = 60.0
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``server`` command group to ``app``."""
+    group = typer.Typer(
+        help=(
+            "The local SageMaker service: control plane (CreateModel, CreateEndpointConfig, "
+            "CreateEndpoint, UpdateEndpoint, ...) and runtime API on one port, state kept "
+            "under SMLOCAL_HOME. Point boto3, the AWS CLI or the SageMaker SDK at it with "
+            "`--endpoint-url http://127.0.0.1:8080` (or AWS_ENDPOINT_URL_SAGEMAKER and "
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME)."
+        ),
+        invoke_without_command=True,
+        no_args_is_help=False,
+        rich_markup_mode="markdown",
+    )
+
+    @group.callback()
+    def server(
+        ctx: typer.Context,
+        port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free).")] = 8080,
+        host: Annotated[
+            str, typer.Option(help="Address to listen on. Only change it if you mean to share it.")
+        ] = "127.0.0.1",
+        detach: Annotated[
+            bool, typer.Option("--detach", "-d", help="Run in the background; return when up.")
+        ] = False,
+    ) -> None:
+        """Run the service in the foreground (Ctrl-C stops every endpoint, keeps the state)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        with reported():
+            from smlocal.emulator.state import StateDir
+
+            state = StateDir()
+            from smlocal.emulator.service.process import read_service_record
+
+            running = read_service_record(state)
+            if running is not None:
+                fail(
+                    f"the service for {state.root} already runs at {running.url} "
+                    f"(pid {running.pid}); stop it with `smlocal server stop`",
+                    ExitCode.USAGE,
+                )
+            if detach:
+                _detach(host, port, state)
+                return
+            from smlocal.emulator.service.process import main
+
+            main(host, port)
+
+    @group.command()
+    def status() -> None:
+        """Say whether the service runs, and where."""
+        from smlocal.emulator.service.process import read_service_record
+        from smlocal.emulator.state import StateDir
+
+        record = read_service_record(StateDir())
+        if record is None:
+            fail("no smlocal service is running (start one with `smlocal server`)")
+        out.print(record.url)
+        err.print(f"running since {time.ctime(record.started_at)} (pid {record.pid})")
+
+    @group.command("stop")
+    def stop_service(
+        timeout: Annotated[float, typer.Option(help="Seconds to wait for it to stop.")] = 60.0,
+    ) -> None:
+        """Stop a running service: every endpoint's containers stop gracefully; the state
+        (models, configs, endpoints) stays for the next `smlocal server`."""
+        import os
+        import signal
+
+        from smlocal.emulator.service.process import read_service_record
+        from smlocal.emulator.state import StateDir
+
+        state = StateDir()
+        record = read_service_record(state)
+        if record is None:
+            fail("no smlocal service is running")
+        os.kill(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while read_service_record(state) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if read_service_record(state) is not None:
+            fail(f"the service (pid {record.pid}) did not stop within {timeout:g} s")
+        err.print("smlocal service stopped")
+
+    app.add_typer(group, name="server")
+
+
+def _detach(host: str, port: int, state: object) -> None:
+    from smlocal.emulator.service.process import read_service_record
+    from smlocal.emulator.state import StateDir
+
+    assert isinstance(state, StateDir)
+    log_path = state.root / "service" / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with log_path.open("ab") as log_out:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "smlocal.emulator.service.process",
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_out,
+            stderr=log_out,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        record = read_service_record(state)
+        if record is not None and record.pid == child.pid:
+            out.print(record.url)
+            err.print(f"smlocal service at {record.url} (pid {record.pid}); log: {log_path}")
+            return
+        code = child.poll()
+        if code is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            err.print(escape("\n".join(tail)))
+            fail(
+                f"the service exited with code {code} before it was up; log: {log_path}",
+                ExitCode(code) if code in (1, 2) else ExitCode.FAILED,
+            )
+        time.sleep(0.1)
+    fail(f"the service did not come up within {_READY_TIMEOUT_S:g} s; log: {log_path}")
