@@ -1,0 +1,330 @@
+"""The local service through boto3's real `sagemaker` and `sagemaker-runtime` clients.
+
+The containers are the in-memory fake backend's (real HTTP servers in threads), so the
+control plane, the lifecycle (blue/green, live scaling, restart) and the runtime API run for
+real in seconds. The same flows on Docker are in tests/e2e/test_service_cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from smlocal.emulator.endpoint import MonitorSettings
+from smlocal.emulator.service.background import service_in_background
+from smlocal.emulator.state import StateDir
+from tests.unit.fakes import FakeBackend, FakeImage
+
+FAST = MonitorSettings(ping_interval_s=0.2, stop_grace_s=1)
+WAIT = {"Delay": 0.2, "MaxAttempts": 150}
+
+
+def _tagged(tag: str) -> FakeImage:
+    def handler(
+        method: str, path: str, headers: Any, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        if path == "/ping":
+            return 200, {}, b""
+        return 200, {"content-type": "application/json"}, json.dumps({"image": tag}).encode()
+
+    return FakeImage(handler=handler)
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend(
+        {
+            "blue:1": _tagged("blue"),
+            "green:1": _tagged("green"),
+            "crashes:1": FakeImage(exit_code=3, log_lines=("failing to load model",)),
+            "never-listens:1": FakeImage(listens=False),
+        }
+    )
+
+
+class Clients:
+    def __init__(self, url: str) -> None:
+        config = Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1})
+        self.sm = boto3.client(
+            "sagemaker", endpoint_url=url, region_name="us-east-1", config=config
+        )
+        self.rt = boto3.client(
+            "sagemaker-runtime", endpoint_url=url, region_name="us-east-1", config=config
+        )
+
+    def deploy(self, name: str, image: str, *, variants: int = 1, count: int = 1) -> None:
+        self.sm.create_model(ModelName=f"{name}-m", PrimaryContainer={"Image": image})
+        self.config(f"{name}-c", f"{name}-m", variants=variants, count=count)
+        self.sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-c")
+        self.sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=WAIT)
+
+    def config(self, config: str, model: str, *, variants: int = 1, count: int = 1) -> None:
+        self.sm.create_endpoint_config(
+            EndpointConfigName=config,
+            ProductionVariants=[
+                {
+                    "VariantName": f"V{i}",
+                    "ModelName": model,
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": count,
+                    "InitialVariantWeight": 1.0,
+                }
+                for i in range(1, variants + 1)
+            ],
+        )
+
+    def invoke(self, name: str) -> dict[str, Any]:
+        answer = self.rt.invoke_endpoint(
+            EndpointName=name, Body=b"{}", ContentType="application/json"
+        )
+        return {"variant": answer["InvokedProductionVariant"], **json.loads(answer["Body"].read())}
+
+
+@pytest.fixture
+def service(backend: FakeBackend, tmp_path: Path) -> Iterator[Clients]:
+    with service_in_background(backend, state=StateDir(tmp_path), settings=FAST) as url:
+        yield Clients(url)
+
+
+class Loop:
+    """Invokes an endpoint without pause until stopped; counts answers and failures."""
+
+    def __init__(self, clients: Clients, name: str) -> None:
+        self.clients, self.name = clients, name
+        self.answers: list[dict[str, Any]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers.append(self.clients.invoke(self.name))
+            except Exception as error:
+                self.failures.append(repr(error))
+
+    def __enter__(self) -> Loop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_create_describe_invoke_delete(service: Clients) -> None:
+    service.deploy("ep", "blue:1")
+    described = service.sm.describe_endpoint(EndpointName="ep")
+    assert described["EndpointStatus"] == "InService"
+    assert described["EndpointArn"] == "arn:aws:sagemaker:us-east-1:000000000000:endpoint/ep"
+    variant = described["ProductionVariants"][0]
+    assert (variant["CurrentInstanceCount"], variant["DesiredInstanceCount"]) == (1, 1)
+    assert variant["DeployedImages"][0]["SpecifiedImage"] == "blue:1"
+    assert service.invoke("ep") == {"variant": "V1", "image": "blue"}
+    service.sm.delete_endpoint(EndpointName="ep")
+    service.sm.get_waiter("endpoint_deleted").wait(EndpointName="ep", WaiterConfig=WAIT)
+    with pytest.raises(ClientError, match="of account 000000000000 not found"):
+        service.invoke("ep")
+    service.sm.delete_endpoint_config(EndpointConfigName="ep-c")
+    service.sm.delete_model(ModelName="ep-m")
+    assert service.sm.list_models()["Models"] == []
+
+
+def test_aws_error_texts(service: Clients) -> None:
+    service.deploy("ep", "blue:1")
+    errors = {
+        "create again": lambda: service.sm.create_endpoint(
+            EndpointName="EP", EndpointConfigName="ep-c"
+        ),
+        "missing endpoint": lambda: service.sm.describe_endpoint(EndpointName="nope"),
+        "missing config": lambda: service.sm.create_endpoint(
+            EndpointName="x", EndpointConfigName="nope"
+        ),
+        "missing model": lambda: service.sm.delete_model(ModelName="nope"),
+    }
+    texts = {}
+    for what, call in errors.items():
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert caught.value.response["Error"]["Code"] == "ValidationException"
+        texts[what] = caught.value.response["Error"]["Message"]
+    arn = "arn:aws:sagemaker:us-east-1:000000000000"
+    assert texts == {
+        "create again": f'Cannot create already existing endpoint "{arn}:endpoint/ep".',
+        "missing endpoint": f'Could not find endpoint "{arn}:endpoint/nope".',
+        "missing config": f'Could not find endpoint configuration "{arn}:endpoint-config/nope".',
+        "missing model": f'Could not find model "{arn}:model/nope".',
+    }
+
+
+def test_input_validated_from_botocore_model_with_all_violations(service: Clients) -> None:
+    with pytest.raises(ClientError) as caught:
+        service.sm.create_endpoint_config(
+            EndpointConfigName="c",
+            ProductionVariants=[
+                {"VariantName": "A", "ModelName": "ENTER MODEL NAME", "InitialInstanceCount": 1},
+                {"VariantName": "B", "ModelName": "m", "InitialInstanceCount": 1},
+            ],
+        )
+    message = caught.value.response["Error"]["Message"]
+    assert message.startswith("1 validation error detected: Value 'ENTER MODEL NAME' at ")
+    assert "'productionVariants.1.member.modelName' failed to satisfy constraint: " in message
+    assert "Member must satisfy regular expression pattern" in message
+
+
+def test_unknown_operation_is_aws_shaped(service: Clients) -> None:
+    with pytest.raises(ClientError) as caught:
+        service.sm.list_training_jobs()
+    assert caught.value.response["Error"]["Code"] == "UnknownOperationException"
+    assert "SageMaker.ListTrainingJobs" in caught.value.response["Error"]["Message"]
+
+
+def test_list_pagination_and_filters(service: Clients) -> None:
+    for index in range(12):
+        service.sm.create_model(
+            ModelName=f"model-{index:02d}", PrimaryContainer={"Image": "blue:1"}
+        )
+    pages = service.sm.get_paginator("list_models").paginate(PaginationConfig={"PageSize": 5})
+    names = [m["ModelName"] for page in pages for m in page["Models"]]
+    assert sorted(names) == [f"model-{i:02d}" for i in range(12)]
+    assert len(set(names)) == 12
+    ascending = service.sm.list_models(SortBy="Name", SortOrder="Ascending", MaxResults=3)
+    assert [m["ModelName"] for m in ascending["Models"]] == ["model-00", "model-01", "model-02"]
+    assert [m["ModelName"] for m in service.sm.list_models(NameContains="L-1")["Models"]] == [
+        "model-11",
+        "model-10",
+    ]
+    with pytest.raises(ClientError, match="Invalid NextToken"):
+        service.sm.list_models(NextToken="garbage")
+
+
+def test_tags(service: Clients) -> None:
+    arn = service.sm.create_model(
+        ModelName="m", PrimaryContainer={"Image": "blue:1"}, Tags=[{"Key": "team", "Value": "a"}]
+    )["ModelArn"]
+    service.sm.add_tags(
+        ResourceArn=arn, Tags=[{"Key": "team", "Value": "b"}, {"Key": "x", "Value": "1"}]
+    )
+    assert service.sm.list_tags(ResourceArn=arn)["Tags"] == [
+        {"Key": "team", "Value": "b"},
+        {"Key": "x", "Value": "1"},
+    ]
+    service.sm.delete_tags(ResourceArn=arn, TagKeys=["team"])
+    assert service.sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "x", "Value": "1"}]
+
+
+def test_failed_create_reports_exit_code_and_logs(service: Clients) -> None:
+    service.sm.create_model(ModelName="m", PrimaryContainer={"Image": "crashes:1"})
+    service.config("c", "m")
+    service.sm.create_endpoint(EndpointName="broken", EndpointConfigName="c")
+    with pytest.raises(Exception, match="Failed"):
+        service.sm.get_waiter("endpoint_in_service").wait(EndpointName="broken", WaiterConfig=WAIT)
+    reason = service.sm.describe_endpoint(EndpointName="broken")["FailureReason"]
+    assert "exited with code 3" in reason
+    assert "failing to load model" in reason
+
+
+def test_blue_green_update_loses_no_request(service: Clients) -> None:
+    service.deploy("ep", "blue:1")
+    service.sm.create_model(ModelName="green-m", PrimaryContainer={"Image": "green:1"})
+    service.config("green-c", "green-m")
+    with Loop(service, "ep") as loop:
+        service.sm.update_endpoint(EndpointName="ep", EndpointConfigName="green-c")
+        assert service.sm.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Updating"
+        service.sm.get_waiter("endpoint_in_service").wait(EndpointName="ep", WaiterConfig=WAIT)
+        while not loop.answers or loop.answers[-1]["image"] != "green":
+            time.sleep(0.01)
+    assert loop.failures == []
+    assert {a["image"] for a in loop.answers} == {"blue", "green"}
+    described = service.sm.describe_endpoint(EndpointName="ep")
+    assert described["EndpointConfigName"] == "green-c"
+    assert "FailureReason" not in described
+
+
+def test_failed_update_rolls_back_and_keeps_serving(service: Clients) -> None:
+    service.deploy("ep", "blue:1")
+    service.sm.create_model(ModelName="bad-m", PrimaryContainer={"Image": "crashes:1"})
+    service.config("bad-c", "bad-m")
+    with Loop(service, "ep") as loop:
+        service.sm.update_endpoint(EndpointName="ep", EndpointConfigName="bad-c")
+        service.sm.get_waiter("endpoint_in_service").wait(EndpointName="ep", WaiterConfig=WAIT)
+    assert loop.failures == []
+    assert {a["image"] for a in loop.answers} == {"blue"}
+    described = service.sm.describe_endpoint(EndpointName="ep")
+    assert described["EndpointStatus"] == "InService"
+    assert described["EndpointConfigName"] == "ep-c"
+    assert "exited with code 3" in described["FailureReason"]
+
+
+def test_weights_and_capacities_change_live(service: Clients, backend: FakeBackend) -> None:
+    service.deploy("ep", "blue:1", variants=2)
+    with Loop(service, "ep") as loop:
+        service.sm.update_endpoint_weights_and_capacities(
+            EndpointName="ep",
+            DesiredWeightsAndCapacities=[
+                {"VariantName": "V1", "DesiredWeight": 0.0, "DesiredInstanceCount": 3},
+                {"VariantName": "V2", "DesiredWeight": 1.0},
+            ],
+        )
+        service.sm.get_waiter("endpoint_in_service").wait(EndpointName="ep", WaiterConfig=WAIT)
+        variants = service.sm.describe_endpoint(EndpointName="ep")["ProductionVariants"]
+        assert [(v["CurrentWeight"], v["CurrentInstanceCount"]) for v in variants] == [
+            (0.0, 3),
+            (1.0, 1),
+        ]
+        seen = len(loop.answers)
+        while len(loop.answers) < seen + 20:
+            time.sleep(0.01)
+        assert {a["variant"] for a in loop.answers[seen:]} == {"V2"}
+        service.sm.update_endpoint_weights_and_capacities(
+            EndpointName="ep",
+            DesiredWeightsAndCapacities=[{"VariantName": "V1", "DesiredInstanceCount": 1}],
+        )
+        service.sm.get_waiter("endpoint_in_service").wait(EndpointName="ep", WaiterConfig=WAIT)
+    assert loop.failures == []
+    running = [c for c in backend.containers.values() if c.server is not None]
+    assert len(running) == 2
+
+
+def test_changes_refused_while_creating(service: Clients) -> None:
+    service.sm.create_model(ModelName="m", PrimaryContainer={"Image": "never-listens:1"})
+    service.config("c", "m")
+    service.sm.create_endpoint(EndpointName="slow", EndpointConfigName="c")
+    arn = "arn:aws:sagemaker:us-east-1:000000000000:endpoint/slow"
+    for call in (
+        lambda: service.sm.delete_endpoint(EndpointName="slow"),
+        lambda: service.sm.update_endpoint(EndpointName="slow", EndpointConfigName="c"),
+    ):
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert caught.value.response["Error"]["Message"] == (
+            f'Cannot update in-progress endpoint "{arn}".'
+        )
+
+
+def test_restart_brings_endpoints_back_and_sweeps_the_old_containers(
+    backend: FakeBackend, tmp_path: Path
+) -> None:
+    state = StateDir(tmp_path)
+    with service_in_background(backend, state=state, settings=FAST) as url:
+        Clients(url).deploy("one", "blue:1")
+        Clients(url).deploy("two", "green:1", count=2)
+    assert not [c for c in backend.containers.values() if c.server is not None]
+    with service_in_background(backend, state=state, settings=FAST) as url:
+        clients = Clients(url)
+        for name in ("one", "two"):
+            clients.sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=WAIT)
+        assert clients.invoke("one")["image"] == "blue"
+        assert clients.invoke("two")["image"] == "green"
+        running = [c for c in backend.containers.values() if c.server is not None]
+        assert len(running) == 3
