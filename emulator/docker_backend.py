@@ -60,6 +60,31 @@ class DockerBackend:
             return False
         return True
 
+    def local_image(self, reference: str) -> str | None:
+        """The local image for ``REPO:TAG`` or ``REPO@sha256:...`` (an ECR URI's path part).
+
+        A digest is matched against the local images' RepoDigests under any registry (a
+        push to a local registry records ``HOST/REPO@DIGEST``); the image id is returned.
+        """
+        if "@" not in reference:
+            return reference if self.image_exists(reference) else None
+        repository, digest = reference.split("@", 1)
+        for image in self._client.images.list():
+            for repo_digest in image.attrs.get("RepoDigests") or []:
+                name, _, found = str(repo_digest).partition("@")
+                if found == digest and (name == repository or name.endswith("/" + repository)):
+                    return str(image.id)
+        return None
+
+    def pull(self, reference: str) -> bool:
+        """Pull ``reference`` (``HOST/REPO:TAG`` or ``HOST/REPO@sha256:...``); False if refused."""
+        try:
+            self._client.images.pull(reference)
+        except docker.errors.APIError as error:
+            log.info("pull of %s refused: %s", reference, error)
+            return False
+        return True
+
     def image_info(self, image: str) -> dict[str, Any]:
         try:
             attrs: dict[str, Any] = self._client.images.get(image).attrs

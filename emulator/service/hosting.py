@@ -56,7 +56,7 @@ class HostingService:
         settings: MonitorSettings,
         session_id: str,
         log_sink: Callable[[str], LogSink],
-        image_exists: Callable[[str], bool],
+        resolve_image: Callable[[str], str | None],
     ) -> None:
         self.store = store
         self.backend = backend
@@ -65,7 +65,7 @@ class HostingService:
         self.session_id = session_id
         self.endpoints: dict[str, Endpoint] = {}
         self._log_sink = log_sink
-        self._image_exists = image_exists
+        self._resolve_image = resolve_image
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- models ------------------------------------------------------------------------
@@ -317,7 +317,7 @@ class HostingService:
         for variant in config["ProductionVariants"]:
             model_name = variant["ModelName"]
             models[model_name] = self._require(Kind.MODEL, "model", model_name)
-        return endpoint_spec(name, config, models, self._image_exists)
+        return endpoint_spec(name, config, models, self._resolve_image)
 
     def _require(self, kind: Kind, word: str, name: str) -> dict[str, Any]:
         record = self.store.get(kind, name)

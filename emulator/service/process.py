@@ -132,6 +132,25 @@ def _sweep(backend: ContainerBackend, service_id: str) -> int:
     return len(leftovers)
 
 
+def image_resolver(
+    backend: ContainerBackend, registry_mirror: str | None
+) -> Callable[[str], str | None]:
+    """How an ECR URI's ``REPO:TAG`` / ``REPO@DIGEST`` finds its image here: the local engine
+    first, then (with a mirror, e.g. the registry ``promote --registry-url`` pushed to) a pull
+    from ``MIRROR/REPO...``."""
+    local: Callable[[str], str | None] = getattr(backend, "local_image", lambda _ref: None)
+    pull: Callable[[str], bool] | None = getattr(backend, "pull", None)
+
+    def resolve(reference: str) -> str | None:
+        found = local(reference)
+        if found is not None or registry_mirror is None or pull is None:
+            return found
+        mirrored = f"{registry_mirror.rstrip('/')}/{reference}"
+        return mirrored if pull(mirrored) else None
+
+    return resolve
+
+
 async def run_service(
     backend: ContainerBackend,
     *,
@@ -140,6 +159,7 @@ async def run_service(
     sock: socket.socket,
     stop: asyncio.Event,
     on_ready: Callable[[str], None] | None = None,
+    registry_mirror: str | None = None,
 ) -> None:
     """Serve until ``stop`` is set. ``on_ready(url)`` once the port answers."""
     load_error_table()
@@ -158,7 +178,7 @@ async def run_service(
         settings=settings,
         session_id=service_id,
         log_sink=logs.sink,
-        image_exists=getattr(backend, "image_exists", lambda _image: False),
+        resolve_image=image_resolver(backend, registry_mirror),
     )
     app = ServiceApp(ControlPlane(hosting), RuntimeApi(hosting.endpoints))
     server = _QuietServer(
@@ -192,7 +212,7 @@ async def run_service(
         logs.close()
 
 
-def main(host: str, port: int) -> int:
+def main(host: str, port: int, registry_mirror: str | None = None) -> int:
     """The service in this process until SIGINT/SIGTERM (``smlocal server``)."""
     import signal
 
@@ -213,7 +233,13 @@ def main(host: str, port: int) -> int:
             print(f"smlocal service: listening on {url}", flush=True)
 
         await run_service(
-            backend, state=StateDir(), settings=settings, sock=sock, stop=stop, on_ready=ready
+            backend,
+            state=StateDir(),
+            settings=settings,
+            sock=sock,
+            stop=stop,
+            on_ready=ready,
+            registry_mirror=registry_mirror,
         )
 
     with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
@@ -228,11 +254,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--registry-mirror", default=None)
     arguments = parser.parse_args()
     from smlocal.emulator.errors import SmlocalError
 
     try:
-        sys.exit(main(arguments.host, arguments.port))
+        sys.exit(main(arguments.host, arguments.port, arguments.registry_mirror))
     except SmlocalError as failure:
         print(f"error: {failure}", file=sys.stderr, flush=True)
         sys.exit(int(failure.exit_code))

@@ -3,8 +3,10 @@
 A variant takes its image, model data and environment from its Model's ``PrimaryContainer``
 (or its only entry of ``Containers``), and its instance type, count and weight from the
 EndpointConfig's production variant. ``Image`` may be a local name or an ECR URI:
-``ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG`` runs the local image ``REPO:TAG`` when the
-engine has it (said in the log), else the URI itself (which Docker then pulls).
+``ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG`` (or ``REPO@sha256:...``) runs the local image
+``REPO:TAG`` (or the local image with that repository digest, e.g. the one just pushed to a
+local registry) when the engine has it, said in the log; else the URI itself, which Docker
+then pulls.
 Model data: ``ModelDataUrl`` or ``ModelDataSource.S3DataSource.S3Uri`` (``s3://`` read through
 boto3, so real S3 and a moto server both work; a local path is a documented extension).
 """
@@ -27,13 +29,13 @@ log = logging.getLogger(__name__)
 _ECR = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/(?P<repo>.+)$")
 
 
-def local_image(image: str, exists: Callable[[str], bool]) -> str:
-    """The image to run for ``image``: an ECR URI maps to its local ``REPO:TAG`` if present."""
+def local_image(image: str, resolve: Callable[[str], str | None]) -> str:
+    """The image to run for ``image``: an ECR URI maps to its local counterpart if present."""
     match = _ECR.match(image)
     if match is None:
         return image
-    local = match["repo"]
-    if exists(local):
+    local = resolve(match["repo"])
+    if local is not None:
         log.info("image %s: running the local image %s", image, local)
         return local
     return image
@@ -67,7 +69,7 @@ def endpoint_spec(
     name: str,
     config: Mapping[str, Any],
     models: Mapping[str, Mapping[str, Any]],
-    image_exists: Callable[[str], bool],
+    resolve_image: Callable[[str], str | None],
 ) -> EndpointSpec:
     """The spec of endpoint ``name`` running ``config`` (its models in ``models``, by name)."""
     variants = []
@@ -77,7 +79,7 @@ def endpoint_spec(
         variants.append(
             {
                 "name": variant["VariantName"],
-                "image": local_image(str(container["Image"]), image_exists),
+                "image": local_image(str(container["Image"]), resolve_image),
                 "model": _model_data(container),
                 "env": dict(container.get("Environment") or {}),
                 "instance_type": variant.get("InstanceType") or "ml.m5.large",

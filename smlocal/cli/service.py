@@ -46,6 +46,15 @@ def register(app: typer.Typer) -> None:
         detach: Annotated[
             bool, typer.Option("--detach", "-d", help="Run in the background; return when up.")
         ] = False,
+        registry_mirror: Annotated[
+            str | None,
+            typer.Option(
+                help="HOST:PORT of a registry holding your ECR images' copies (e.g. the one "
+                "`smlocal promote --registry-url` pushed to): an ECR image URI not in the local "
+                "engine is pulled from there.",
+                envvar="SMLOCAL_REGISTRY_MIRROR",
+            ),
+        ] = None,
     ) -> None:
         """Run the service in the foreground (Ctrl-C stops every endpoint, keeps the state)."""
         if ctx.invoked_subcommand is not None:
@@ -64,11 +73,11 @@ def register(app: typer.Typer) -> None:
                     ExitCode.USAGE,
                 )
             if detach:
-                _detach(host, port, state)
+                _detach(host, port, state, registry_mirror)
                 return
             from smlocal.emulator.service.process import main
 
-            main(host, port)
+            main(host, port, registry_mirror)
 
     @group.command()
     def status() -> None:
@@ -109,7 +118,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="server")
 
 
-def _detach(host: str, port: int, state: object) -> None:
+def _detach(host: str, port: int, state: object, registry_mirror: str | None) -> None:
     from smlocal.emulator.service.process import read_service_record
     from smlocal.emulator.state import StateDir
 
@@ -126,6 +135,7 @@ def _detach(host: str, port: int, state: object) -> None:
                 host,
                 "--port",
                 str(port),
+                *(["--registry-mirror", registry_mirror] if registry_mirror else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log_out,

@@ -318,3 +318,62 @@ def test_endpoint_from_the_config_promotes_every_variant(
     )  # fmt: skip
     assert mixed.returncode == 2
     assert "not with --endpoint" in mixed.stderr
+
+
+def test_promote_rehearses_create_and_update_on_the_local_service(
+    tmp_path: Path, env: dict[str, str], aws_url: str, clients: Clients
+) -> None:
+    """SageMaker goes to `smlocal server` (real containers), everything else to moto: the
+    second promote updates the endpoint blue/green, which moto cannot do."""
+    registry = local_registry()
+    _record_contract_pass()
+    service_env = {**env, "AWS_ENDPOINT_URL_S3": aws_url}
+    started = subprocess.run(
+        [*SMLOCAL, "server", "--port", "0", "--detach", "--registry-mirror", registry],
+        env=service_env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    service = started.stdout.strip().splitlines()[-1]
+    promote_env = {**env, "AWS_ENDPOINT_URL": aws_url, "AWS_ENDPOINT_URL_SAGEMAKER": service}
+    try:
+        for deployment in ("iris-rehearsal-1", "iris-rehearsal-2"):
+            promoted = _smlocal(
+                "promote", SKLEARN_IMAGE, "--model", str(SKLEARN_MODEL), "--endpoint-name",
+                "iris-rehearsal", "--region", "us-east-1", "--deployment-id", deployment,
+                "--registry-url", registry, "--poll-interval", "0.2",
+                env=promote_env, cwd=tmp_path,
+            )  # fmt: skip
+            assert promoted.returncode == 0, promoted.stderr
+        assert "updating from" in promoted.stdout + promoted.stderr
+        from smlocal.promote.aws import Clients as LocalClients
+
+        local = LocalClients("us-east-1", service).sagemaker
+        described = local.describe_endpoint(EndpointName="iris-rehearsal")
+        assert described["EndpointStatus"] == "InService"
+        manifest = json.loads(
+            (tmp_path / ".smlocal" / "deployments" / "iris-rehearsal-2.json").read_text()
+        )
+        config = next(r for r in manifest["resources"] if r["kind"] == "sagemaker-endpoint-config")
+        assert described["EndpointConfigName"] == config["id"]
+        assert len(described["ProductionVariants"]) == 1
+        import boto3
+
+        runtime = boto3.client("sagemaker-runtime", endpoint_url=service, region_name="us-east-1")
+        answer = runtime.invoke_endpoint(
+            EndpointName="iris-rehearsal",
+            Body=json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}),
+            ContentType="application/json",
+        )
+        assert b"setosa" in answer["Body"].read()
+        for deployment in ("iris-rehearsal-2", "iris-rehearsal-1"):
+            cleaned = _smlocal(
+                "cleanup", "--deployment-id", deployment, "--yes", "--poll-interval", "0.2",
+                env=promote_env, cwd=tmp_path,
+            )  # fmt: skip
+            assert cleaned.returncode == 0, cleaned.stderr
+        assert local.list_endpoints()["Endpoints"] == []
+    finally:
+        subprocess.run(
+            [*SMLOCAL, "server", "stop"], env=service_env, capture_output=True, timeout=120,
+            check=False,
+        )  # fmt: skip
