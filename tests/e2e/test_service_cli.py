@@ -92,7 +92,7 @@ def test_aws_cli_byoc_flow_with_an_s3_model(service_env: dict[str, str], tmp_pat
         endpoint_url=env["AWS_ENDPOINT_URL_S3"],
         region_name="us-east-1",
         aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 (moto's)
+        aws_secret_access_key="testing",
     )
     s3.create_bucket(Bucket="models")
     s3.upload_file(str(SKLEARN_MODEL), "models", "iris/model.tar.gz")
