@@ -6,12 +6,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.smlocal-installed
+SDK_STAMP := .venv-sdk/.installed
 SKLEARN_MODEL := containers/sklearn/build/model.tar.gz
 SKLEARN_IMAGE := smlocal/sklearn-iris:latest
 TRANSFORMERS_MODEL := containers/transformers/build/model.tar.gz
 TRANSFORMERS_IMAGE := smlocal/transformers-text:latest
 
-.PHONY: help demo test venv docker base-image sklearn-image transformers-image fixtures registry lint unit
+.PHONY: help demo test venv sdk-venv docker base-image sklearn-image transformers-image fixtures registry lint unit
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,7 +20,7 @@ help: ## this list
 demo: venv docker sklearn-image ## train, build, serve and invoke the reference sklearn container
 	$(BIN)/python scripts/demo.py
 
-test: venv docker sklearn-image transformers-image fixtures registry ## lint, type-check and run every test (Docker ones included)
+test: venv sdk-venv docker sklearn-image transformers-image fixtures registry ## lint, type-check and run every test (Docker ones included)
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -q
 
@@ -38,6 +39,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+sdk-venv: $(SDK_STAMP) ## .venv-sdk: the SageMaker Python SDK v2 in its own venv, for its e2e test
+$(SDK_STAMP): requirements-sdk.lock
+	test -x .venv-sdk/bin/python || $(PYTHON) -m venv .venv-sdk
+	.venv-sdk/bin/pip install -q -r requirements-sdk.lock
 	touch $@
 
 docker: ## a running Docker engine (installs Debian's docker.io when absent)
