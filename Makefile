@@ -12,7 +12,7 @@ SKLEARN_IMAGE := smlocal/sklearn-iris:latest
 TRANSFORMERS_MODEL := containers/transformers/build/model.tar.gz
 TRANSFORMERS_IMAGE := smlocal/transformers-text:latest
 
-.PHONY: help demo test venv sdk-venv docker base-image sklearn-image transformers-image fixtures registry lint unit
+.PHONY: help demo test wheel-check venv sdk-venv docker base-image sklearn-image transformers-image fixtures registry lint unit
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -22,12 +22,18 @@ demo: venv docker sklearn-image ## train, build, serve and invoke the reference 
 
 test: venv sdk-venv docker sklearn-image transformers-image fixtures registry ## lint, type-check and run every test (Docker ones included)
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory wheel-check
 	$(BIN)/pytest -q
 
-lint: venv ## ruff + mypy
+lint: venv ## ruff, mypy --strict and import-linter (the dependency direction)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy benchmarks/*.py
+	$(BIN)/lint-imports
+
+wheel-check: venv ## build the wheel, install it in a fresh venv, run every command and import there
+	@bash scripts/check-wheel.sh
 
 unit: venv ## the fast tests only (no Docker)
 	$(BIN)/pytest -q tests/unit
