@@ -9,7 +9,9 @@ these machines are noisy):
    fleet under a request loop, against the same container start; and failed requests (0);
 3. runtime latency (p50/p99 of sequential keep-alive InvokeEndpoint calls) with three
    endpoints served at once, against the container called directly on its bridge address,
-   interleaved in rounds; the service runs as its own process (`smlocal server`).
+   interleaved in rounds; the service runs as its own process (`smlocal server`);
+4. the same endpoint's latency while another endpoint is being created and deleted, against
+   the idle service, in the same run.
 
 Goals (issue 10): InService within 50 ms of the container's first 200 ping; the runtime API's
 added latency no worse than `smlocal serve`'s (+0.46 ms p50 on this machine).
@@ -168,6 +170,37 @@ def report_latency(sm: Any, url: str, requests: int, rounds: int) -> None:
         _delete(sm, name)
 
 
+def report_busy_control_plane(sm: Any, url: str, requests: int) -> None:
+    sm.create_endpoint(EndpointName="bench-steady", EndpointConfigName="bench-a")
+    _wait(sm, "bench-steady")
+    port = int(url.rsplit(":", 1)[1])
+    path = "/endpoints/bench-steady/invocations"
+    idle = _latencies("127.0.0.1", port, path, requests)
+    stop = threading.Event()
+
+    def churn() -> None:
+        index = 0
+        while not stop.is_set():
+            name = f"bench-churn-{index}"
+            sm.create_endpoint(EndpointName=name, EndpointConfigName="bench-b")
+            _wait(sm, name)
+            _delete(sm, name)
+            index += 1
+
+    thread = threading.Thread(target=churn, daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    busy = _latencies("127.0.0.1", port, path, requests)
+    stop.set()
+    thread.join()
+    for label, values in (("idle service", idle), ("while another is created", busy)):
+        print(
+            f"{label:24} p50 {_quantile(values, 0.5) * 1000:.3f} ms  "
+            f"p99 {_quantile(values, 0.99) * 1000:.3f} ms"
+        )
+    _delete(sm, "bench-steady")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--startups", type=int, default=5)
@@ -190,6 +223,7 @@ def main() -> None:
         direct = _startup_direct(docker.from_env(), IMAGE)
         report_update(sm, runtime, direct)
         report_latency(sm, url, args.requests, args.rounds)
+        report_busy_control_plane(sm, url, args.requests)
     finally:
         subprocess.run([SMLOCAL, "server", "stop"], env=env, check=False)
 

@@ -195,10 +195,12 @@ class Endpoint:
 
     async def _retire(self, instance: Instance) -> None:
         instance.healthy = False
-        await asyncio.to_thread(
-            self.backend.stop, instance.container.id, self.settings.stop_grace_s
-        )
-        await asyncio.to_thread(self.backend.remove, instance.container.id)
+        # Shielded: a cancelled caller must not leave a stopped-but-not-removed container.
+        await asyncio.shield(asyncio.to_thread(self._stop_and_remove, instance.container.id))
+
+    def _stop_and_remove(self, container_id: str) -> None:
+        self.backend.stop(container_id, self.settings.stop_grace_s)
+        self.backend.remove(container_id)
 
     def _container_run(self, variant: VariantSpec, index: int) -> ContainerRun:
         instance_type = variant.instance

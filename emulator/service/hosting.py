@@ -18,6 +18,7 @@ while Creating or Updating, in AWS's words.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from collections.abc import Callable
@@ -230,10 +231,16 @@ class HostingService:
             self._background(self._bring_up(name, spec), f"recover-{name}")
 
     async def close(self) -> None:
-        """Stop every container (graceful); records stay, so a restart brings them back."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop every container (graceful); records stay, so a restart brings them back.
+
+        Deletions under way finish (their containers are on their way out anyway); creations
+        and updates are cancelled, which removes the containers they had started.
+        """
+        tasks = list(self._tasks)
+        for task in tasks:
+            if not task.get_name().startswith("delete-"):
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(e.stop() for e in self.endpoints.values()))
         self.endpoints.clear()
 
@@ -283,12 +290,16 @@ class HostingService:
             return
         blue = self.endpoints.get(name)
         self.endpoints[name] = green  # traffic moves at once (ALL_AT_ONCE)
-        self._update(name, EndpointStatus="InService", EndpointConfigName=config_name)
         if blue is not None:
             # Requests already routed to blue finish there: its containers get SIGTERM
-            # only after a short drain, and then the grace period.
-            await asyncio.sleep(BLUE_DRAIN_S)
-            await blue.stop()
+            # only after a short drain, and then the grace period. Blue stops even when the
+            # service is stopping meanwhile: it is in no map any more, nobody else would.
+            try:
+                await asyncio.sleep(BLUE_DRAIN_S)
+            finally:
+                await blue.stop()
+        # As AWS does: InService once the old fleet is gone.
+        self._update(name, EndpointStatus="InService", EndpointConfigName=config_name)
 
     async def _reconfigure(
         self, name: str, weights: dict[str, float], counts: dict[str, int]
@@ -341,10 +352,10 @@ class HostingService:
     def _list(self, kind: Kind, p: Params, key: str, fields: tuple[str, ...]) -> Params:
         query = ListQuery(
             name_contains=p.get("NameContains"),
-            creation_time_before=p.get("CreationTimeBefore"),
-            creation_time_after=p.get("CreationTimeAfter"),
-            last_modified_time_before=p.get("LastModifiedTimeBefore"),
-            last_modified_time_after=p.get("LastModifiedTimeAfter"),
+            creation_time_before=_epoch(p.get("CreationTimeBefore")),
+            creation_time_after=_epoch(p.get("CreationTimeAfter")),
+            last_modified_time_before=_epoch(p.get("LastModifiedTimeBefore")),
+            last_modified_time_after=_epoch(p.get("LastModifiedTimeAfter")),
             status_equals=p.get("StatusEquals"),
             sort_by=p.get("SortBy", "CreationTime"),
             sort_order=p.get("SortOrder", "Descending"),
@@ -402,6 +413,16 @@ class HostingService:
                 }
             )
         return variants
+
+
+def _epoch(value: Any) -> float | None:
+    """A JSON 1.1 timestamp (epoch seconds, or the ISO-8601 the parser also accepts)."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
 
 
 def _reason(error: SmlocalError) -> str:

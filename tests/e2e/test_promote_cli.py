@@ -19,6 +19,7 @@ import pytest
 from smlocal.promote.aws import Clients
 from tests.aws_fakes import FAKE_CREDENTIALS, local_registry, moto_server, snapshot
 from tests.conftest import SKLEARN_IMAGE, SKLEARN_MODEL
+from tests.e2e.test_service_cli import assert_nothing_left
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -377,3 +378,4 @@ def test_promote_rehearses_create_and_update_on_the_local_service(
             [*SMLOCAL, "server", "stop"], env=service_env, capture_output=True, timeout=120,
             check=False,
         )  # fmt: skip
+        assert_nothing_left(Path(env["SMLOCAL_HOME"]))

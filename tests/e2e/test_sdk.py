@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SKLEARN_IMAGE, SKLEARN_MODEL
+from tests.e2e.test_service_cli import assert_nothing_left
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
@@ -34,6 +35,7 @@ def service(smlocal_home: Path) -> Iterator[str]:
         yield started.stdout.strip().splitlines()[-1]
     finally:
         subprocess.run([SMLOCAL, "server", "stop"], capture_output=True, timeout=120, check=False)
+        assert_nothing_left(smlocal_home)
 
 
 def test_sdk_v2_model_deploy_predict_delete(service: str) -> None:

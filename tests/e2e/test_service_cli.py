@@ -62,6 +62,16 @@ def service_env(smlocal_home: Path) -> Iterator[dict[str, str]]:
         finally:
             stopped = run(SMLOCAL, "server", "stop", env=env)
             assert stopped.returncode == 0, stopped.stderr
+            assert_nothing_left(smlocal_home)
+
+
+def assert_nothing_left(home: Path) -> None:
+    """No container of this service, running or exited, once it has stopped."""
+    service_id = (home / "service" / "id").read_text().strip()
+    left = docker.from_env().containers.list(
+        all=True, filters={"label": f"smlocal.session={service_id}"}
+    )
+    assert not left, [f"{c.name} {c.status}" for c in left]
 
 
 def sagemaker(env: dict[str, str]) -> Any:
@@ -225,3 +235,84 @@ def test_second_service_on_the_same_home_is_refused(service_env: dict[str, str])
     again = run(SMLOCAL, "server", "--port", "0", env=service_env)
     assert again.returncode == 2
     assert "already runs at" in again.stderr
+
+
+class RequestLoop:
+    """Invokes an endpoint back to back in a thread; keeps every answer and every failure."""
+
+    def __init__(self, env: dict[str, str], name: str) -> None:
+        import threading
+
+        self.runtime = boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=env["SMLOCAL_URL"],
+            region_name="us-east-1",
+            config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}),
+        )
+        self.name = name
+        self.answers = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                reply = self.runtime.invoke_endpoint(
+                    EndpointName=self.name, Body=b'{"n": 1}', ContentType="application/json"
+                )
+                reply["Body"].read()
+                self.answers += 1
+            except Exception as error:
+                self.failures.append(repr(error))
+
+    def __enter__(self) -> RequestLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+def test_updates_under_load_lose_no_request(service_env: dict[str, str]) -> None:
+    """A failed update (an image whose /ping never answers), a scale 1 -> 3 -> 1 and a good
+    update, all under a steady request loop: zero failed requests."""
+    env, sm = service_env, sagemaker(service_env)
+    for model, image in (("echo", "echo"), ("mute", "never-listens")):
+        sm.create_model(ModelName=model, PrimaryContainer={"Image": fixture_image(image)})
+        sm.create_endpoint_config(
+            EndpointConfigName=model,
+            ProductionVariants=[
+                {"VariantName": "A", "ModelName": model, "InstanceType": "ml.m5.large",
+                 "InitialInstanceCount": 1, "ContainerStartupHealthCheckTimeoutInSeconds": 60}
+            ],
+        )  # fmt: skip
+    sm.create_endpoint(EndpointName="steady", EndpointConfigName="echo")
+    wait_in_service(env, "steady")
+    with RequestLoop(env, "steady") as loop:
+        sm.update_endpoint(EndpointName="steady", EndpointConfigName="mute")
+        wait_in_service(env, "steady")
+        described = sm.describe_endpoint(EndpointName="steady")
+        assert described["EndpointConfigName"] == "echo"
+        assert "did not pass a health check" in described["FailureReason"]
+        for count in (3, 1):
+            sm.update_endpoint_weights_and_capacities(
+                EndpointName="steady",
+                DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredInstanceCount": count}],
+            )
+            wait_in_service(env, "steady")
+            assert len(containers_of("steady")) == count
+        sm.create_endpoint_config(
+            EndpointConfigName="echo-2",
+            ProductionVariants=[
+                {"VariantName": "A", "ModelName": "echo", "InstanceType": "ml.m5.large",
+                 "InitialInstanceCount": 1}
+            ],
+        )  # fmt: skip
+        sm.update_endpoint(EndpointName="steady", EndpointConfigName="echo-2")
+        wait_in_service(env, "steady")
+    assert loop.failures == []
+    assert loop.answers > 100
+    assert sm.describe_endpoint(EndpointName="steady")["EndpointConfigName"] == "echo-2"
+    assert len(containers_of("steady")) == 1

@@ -76,3 +76,14 @@ def test_ledger_records_complete_passes_only(tmp_path: Path) -> None:
 def test_status_values_are_stable() -> None:
     # JSON consumers and promote read these strings.
     assert [str(s) for s in Status] == ["passed", "failed", "not_applicable", "skipped"]
+
+
+def test_record_if_pass_decides_what_counts(tmp_path: Path) -> None:
+    state = StateDir(tmp_path)
+    assert ledger.record_if_pass(report((ERR, Outcome.failed("x", []))), state) is None
+    partial = report((ERR, Outcome.passed("ok")), complete=False)
+    assert ledger.record_if_pass(partial, state) is None
+    assert ledger.find_pass("sha256:img", "sha256:model", state=state) is None
+    record = ledger.record_if_pass(report((ERR, Outcome.passed("ok"))), state)
+    assert record is not None
+    assert ledger.find_pass("sha256:img", "sha256:model", state=state) == record

@@ -206,6 +206,11 @@ def test_list_pagination_and_filters(service: Clients) -> None:
     ]
     with pytest.raises(ClientError, match="Invalid NextToken"):
         service.sm.list_models(NextToken="garbage")
+    import datetime
+
+    future = datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC)
+    assert len(service.sm.list_models(CreationTimeBefore=future, MaxResults=100)["Models"]) == 12
+    assert service.sm.list_models(CreationTimeAfter=future)["Models"] == []
 
 
 def test_tags(service: Clients) -> None:
