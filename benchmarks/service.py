@@ -22,6 +22,7 @@ Run: .venv/bin/python benchmarks/service.py [--startups 5] [--requests 2000] [--
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import statistics
 import subprocess
@@ -84,20 +85,55 @@ def _delete(sm: Any, name: str) -> None:
         time.sleep(0.01)
 
 
+def _first_200(name: str, found: list[float], stop: threading.Event) -> None:
+    """Poll the endpoint's container's own /ping every 5 ms; note when it first answers 200."""
+    client = docker.from_env()
+    port = None
+    while port is None and not stop.is_set():
+        for container in client.containers.list(filters={"label": f"smlocal.endpoint={name}"}):
+            ports = container.attrs["NetworkSettings"]["Ports"].get("8080/tcp") or []
+            port = int(ports[0]["HostPort"]) if ports else None
+        time.sleep(0.005)
+    while port is not None and not stop.is_set():
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/ping")
+            if conn.getresponse().status == 200:
+                found.append(time.perf_counter())
+                return
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(0.005)
+
+
 def report_startup(sm: Any, startups: int) -> None:
     client = docker.from_env()
-    direct, service = [], []
+    direct, service, beyond = [], [], []
     for index in range(startups):
         direct.append(_startup_direct(client, IMAGE))
         name = f"bench-start-{index}"
+        first: list[float] = []
+        stop = threading.Event()
+        watcher = threading.Thread(target=_first_200, args=(name, first, stop), daemon=True)
         started = time.perf_counter()
         sm.create_endpoint(EndpointName=name, EndpointConfigName="bench-a")
-        service.append(_wait(sm, name) - started)
+        watcher.start()
+        in_service = _wait(sm, name)
+        stop.set()
+        watcher.join()
+        service.append(in_service - started)
+        if first:
+            beyond.append(in_service - first[0])
         _delete(sm, name)
     d, s = statistics.median(direct), statistics.median(service)
-    print(f"container start to first 200 ping: median {d * 1000:.0f} ms over {startups}")
-    print(f"CreateEndpoint -> InService:       median {s * 1000:.0f} ms over {startups}")
-    print(f"  beyond the container's own start: {(s - d) * 1000:+.0f} ms (goal <= +50 ms)")
+    print(f"container start to first 200 ping (docker run + poll): median {d * 1000:.0f} ms")
+    print(f"CreateEndpoint -> InService:                           median {s * 1000:.0f} ms")
+    if beyond:
+        print(
+            "  InService seen by the client after the container's first 200 ping: median "
+            f"{statistics.median(beyond) * 1000:.0f} ms, max {max(beyond) * 1000:.0f} ms over "
+            f"{len(beyond)} (goal <= 50 ms)"
+        )
 
 
 def report_update(sm: Any, runtime: Any, direct_start_s: float) -> None:

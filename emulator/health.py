@@ -65,8 +65,11 @@ class WaitStrategy:
     """Startup health checking: the window, the poll interval and each ping's timeout."""
 
     deadline_s: float
-    interval_s: float = 0.05
+    # Pings are cheap, so poll often (InService follows the first 200 closely); asking the
+    # engine whether the container exited costs an API call, so that is done less often.
+    interval_s: float = 0.01
     ping_timeout_s: float = PING_TIMEOUT_S
+    exit_check_interval_s: float = 0.1
 
 
 def exit_message(backend: ContainerBackend, container: RunningContainer) -> str | None:
@@ -100,11 +103,15 @@ async def wait_until_healthy(
     started = time.monotonic()
     deadline = started + strategy.deadline_s
     last = PingResult(False, None, 0.0, "no ping answered yet")
+    next_exit_check = started
     while True:
         last = await ping(session, container.published, strategy.ping_timeout_s)
         if last.ok:
             return time.monotonic() - started
-        exited = await asyncio.to_thread(exit_message, backend, container)
+        exited = None
+        if time.monotonic() >= next_exit_check:
+            exited = await asyncio.to_thread(exit_message, backend, container)
+            next_exit_check = time.monotonic() + strategy.exit_check_interval_s
         if exited is not None:
             logs = await asyncio.to_thread(backend.logs, container.id, LOG_TAIL_LINES)
             try:
