@@ -30,8 +30,8 @@ JSON and CSV to learn what the container accepts. Format (YAML shown; TOML has t
         reason: why this check does not apply to this model
 
 ``body_file`` is relative to the spec file. The JSON Schema of this format is
-``contracts/spec.schema.json`` (regenerate with ``python -m contracts.specfile``). A spec that
-does not fit is a :class:`~emulator.errors.ConfigError` naming the field.
+``contracts/spec.schema.json`` (regenerate with ``python -m smlocal.contracts.specfile``).
+A spec that does not fit is a :class:`~emulator.errors.ConfigError` naming the field.
 """
 
 from __future__ import annotations

@@ -66,8 +66,11 @@ class StateDir:
         return self.root / "cache"
 
     def log_file(self, name: str) -> Path:
+        """``logs/NAME.log``, readable by the owner only (container output can hold data)."""
         path = self.root / "logs" / f"{name}.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            path.touch(mode=0o600)
         return path
 
     def _run_file(self, name: str) -> Path:

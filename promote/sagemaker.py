@@ -220,6 +220,14 @@ def wait_in_service(dep: Deployment) -> None:
             dep.reporter.info(f"endpoint {name}: {status}")
             last = status
         if status == "InService":
+            if answer.get("EndpointConfigName") != dep.config_name:
+                # A failed update leaves the endpoint InService on its old config, with a
+                # FailureReason: that is no success.
+                reason = answer.get("FailureReason") or "no FailureReason given"
+                raise PromoteError(
+                    f"the update of endpoint {name} to {dep.config_name} was rolled back; it "
+                    f"still serves {answer.get('EndpointConfigName')}: {reason}"
+                )
             return
         if status in _FAILED:
             reason = answer.get("FailureReason") or "no FailureReason given"

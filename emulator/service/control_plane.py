@@ -116,12 +116,17 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are Python's JSON extensions, not JSON: AWS refuses them.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _parse(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        params = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        params = json.loads(body, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise AwsError("SerializationException", "The request body is not valid JSON.") from None
     if not isinstance(params, dict):
         raise AwsError("SerializationException", "The request body must be a JSON object.")

@@ -31,7 +31,7 @@ from smlocal.emulator.backend import ContainerBackend
 from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
 from smlocal.emulator.errors import SmlocalError
 from smlocal.emulator.service.resources import already_exists, arn, in_progress, not_found
-from smlocal.emulator.service.specs import endpoint_spec
+from smlocal.emulator.service.specs import container_of, endpoint_spec
 from smlocal.emulator.service.store import InvalidToken, Kind, ListQuery, Store
 from smlocal.emulator.spec import EndpointSpec
 
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 Params = dict[str, Any]
 _BUSY = ("Creating", "Updating", "Deleting", "SystemUpdating", "RollingBack")
 _TAIL_LINES = 20
+_DEPLOYED = "_smlocal_deployed"
+_MAX_REASON = 1024
 # Seconds the old fleet keeps its containers after traffic moved (AWS's
 # TerminationWaitInSeconds defaults to 0; a moment lets requests in flight finish).
 BLUE_DRAIN_S = 1.0
@@ -68,6 +70,7 @@ class HostingService:
         self._log_sink = log_sink
         self._resolve_image = resolve_image
         self._tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
 
     # ---- models ------------------------------------------------------------------------
     async def create_model(self, p: Params) -> Params:
@@ -122,10 +125,12 @@ class HostingService:
 
     # ---- endpoints -----------------------------------------------------------------------
     async def create_endpoint(self, p: Params) -> Params:
+        self._refuse_if_closing()
         name = p["EndpointName"]
         if self.store.get(Kind.ENDPOINT, name) is not None:
             raise already_exists("endpoint", name)
-        spec = self._spec(name, p["EndpointConfigName"])
+        # Resolving images may pull from a registry mirror: off the event loop.
+        spec, specified = await asyncio.to_thread(self._spec, name, p["EndpointConfigName"])
         now = time.time()
         endpoint_arn = arn("endpoint", name)
         record = {
@@ -135,6 +140,7 @@ class HostingService:
             "EndpointStatus": "Creating",
             "CreationTime": now,
             "LastModifiedTime": now,
+            _DEPLOYED: _deployed(spec, specified),
         }
         self.store.insert(Kind.ENDPOINT, name, record, status="Creating")
         self._tag(endpoint_arn, p)
@@ -142,24 +148,30 @@ class HostingService:
         return {"EndpointArn": endpoint_arn}
 
     async def describe_endpoint(self, p: Params) -> Params:
-        record = self._get(Kind.ENDPOINT, "endpoint", p["EndpointName"])
+        record = self._require(Kind.ENDPOINT, "endpoint", p["EndpointName"])
         live = self.endpoints.get(record["EndpointName"])
+        specified = (record.get(_DEPLOYED) or {}).get("specified", {})
+        answer = _public(record)
         if live is not None:
-            record["ProductionVariants"] = self._variants(live)
-        return record
+            answer["ProductionVariants"] = self._variants(live, specified)
+        return answer
 
     async def update_endpoint(self, p: Params) -> Params:
-        name = p["EndpointName"]
-        record = self._ready_for_change(name)
-        spec = self._spec(name, p["EndpointConfigName"])
+        self._refuse_if_closing()
+        record = self._ready_for_change(p["EndpointName"])
+        name = record["EndpointName"]  # as created: the request may spell it in another case
+        spec, specified = await asyncio.to_thread(self._spec, name, p["EndpointConfigName"])
         self._set_status(record, "Updating", FailureReason=None)
-        self._background(self._blue_green(name, spec, p["EndpointConfigName"]), f"update-{name}")
+        self._background(
+            self._blue_green(name, spec, specified, p["EndpointConfigName"]), f"update-{name}"
+        )
         return {"EndpointArn": record["EndpointArn"]}
 
     async def update_endpoint_weights_and_capacities(self, p: Params) -> Params:
-        name = p["EndpointName"]
-        record = self._ready_for_change(name)
-        live = self.endpoints[record["EndpointName"]]
+        self._refuse_if_closing()
+        record = self._ready_for_change(p["EndpointName"])
+        name = record["EndpointName"]
+        live = self.endpoints[name]
         weights, counts = {}, {}
         for change in p["DesiredWeightsAndCapacities"]:
             variant = change["VariantName"]
@@ -172,17 +184,19 @@ class HostingService:
                 weights[variant] = float(change["DesiredWeight"])
             if "DesiredInstanceCount" in change:
                 counts[variant] = int(change["DesiredInstanceCount"])
+        _check_desired(live.spec, weights, counts)
         self._set_status(record, "Updating", FailureReason=None)
         self._background(self._reconfigure(name, weights, counts), f"weights-{name}")
         return {"EndpointArn": record["EndpointArn"]}
 
     async def delete_endpoint(self, p: Params) -> Params:
-        name = p["EndpointName"]
-        record = self._require(Kind.ENDPOINT, "endpoint", name)
+        self._refuse_if_closing()
+        record = self._require(Kind.ENDPOINT, "endpoint", p["EndpointName"])
+        name = record["EndpointName"]
         if record["EndpointStatus"] in _BUSY:
             raise in_progress(name)
         self._set_status(record, "Deleting")
-        self._background(self._tear_down(record["EndpointName"]), f"delete-{name}")
+        self._background(self._tear_down(name), f"delete-{name}")
         return {}
 
     async def list_endpoints(self, p: Params) -> Params:
@@ -213,7 +227,9 @@ class HostingService:
 
     # ---- the service's own life ----------------------------------------------------------
     async def recover(self) -> None:
-        """After a restart: bring back every endpoint that was serving or on its way."""
+        """After a restart: bring back every endpoint that was serving or on its way, as it
+        was deployed (weights and counts included), even if its config or models were
+        deleted since, as AWS keeps such an endpoint running."""
         for record in self.store.all(Kind.ENDPOINT):
             name, status = record["EndpointName"], record["EndpointStatus"]
             if status == "Deleting":
@@ -222,12 +238,18 @@ class HostingService:
             if status not in ("InService", "Creating", "Updating"):
                 continue
             try:
-                spec = self._spec(name, record["EndpointConfigName"])
-            except AwsError as error:
-                self._set_status(record, "Failed", FailureReason=error.message)
+                spec = EndpointSpec.model_validate(record[_DEPLOYED]["spec"])
+            except Exception as error:  # a record this version cannot run: that endpoint fails
+                self._set_status(record, "Failed", FailureReason=f"cannot be restored: {error}")
                 continue
+            extra: dict[str, Any] = {}
+            if status == "Updating":
+                extra["FailureReason"] = (
+                    "smlocal was stopped during an update of this endpoint; it came back on its "
+                    "previous configuration"
+                )
             log.info("endpoint %s was %s: starting it again", name, status)
-            self._set_status(record, "Creating" if status == "Creating" else "Updating")
+            self._set_status(record, "Creating" if status == "Creating" else "Updating", **extra)
             self._background(self._bring_up(name, spec), f"recover-{name}")
 
     async def close(self) -> None:
@@ -236,6 +258,7 @@ class HostingService:
         Deletions under way finish (their containers are on their way out anyway); creations
         and updates are cancelled, which removes the containers they had started.
         """
+        self.closing = True
         tasks = list(self._tasks)
         for task in tasks:
             if not task.get_name().startswith("delete-"):
@@ -281,7 +304,9 @@ class HostingService:
         self.endpoints[name] = endpoint
         self._update(name, EndpointStatus="InService")
 
-    async def _blue_green(self, name: str, spec: EndpointSpec, config_name: str) -> None:
+    async def _blue_green(
+        self, name: str, spec: EndpointSpec, specified: dict[str, str], config_name: str
+    ) -> None:
         try:
             green = await self._start(spec)
         except SmlocalError as error:
@@ -299,7 +324,12 @@ class HostingService:
             finally:
                 await blue.stop()
         # As AWS does: InService once the old fleet is gone.
-        self._update(name, EndpointStatus="InService", EndpointConfigName=config_name)
+        self._update(
+            name,
+            EndpointStatus="InService",
+            EndpointConfigName=config_name,
+            **{_DEPLOYED: _deployed(spec, specified)},
+        )
 
     async def _reconfigure(
         self, name: str, weights: dict[str, float], counts: dict[str, int]
@@ -310,7 +340,11 @@ class HostingService:
         except SmlocalError as error:
             self._update(name, EndpointStatus="InService", FailureReason=_reason(error))
             return
-        self._update(name, EndpointStatus="InService")
+        record = self.store.get(Kind.ENDPOINT, name) or {}
+        specified = (record.get(_DEPLOYED) or {}).get("specified", {})
+        self._update(
+            name, EndpointStatus="InService", **{_DEPLOYED: _deployed(endpoint.spec, specified)}
+        )
 
     async def _tear_down(self, name: str) -> None:
         endpoint = self.endpoints.pop(name, None)
@@ -322,13 +356,25 @@ class HostingService:
         self.store.delete(Kind.ENDPOINT, name)
 
     # ---- records -------------------------------------------------------------------------
-    def _spec(self, name: str, config_name: str) -> EndpointSpec:
+    def _spec(self, name: str, config_name: str) -> tuple[EndpointSpec, dict[str, str]]:
+        """The spec to run, and each variant's image as the Model names it."""
         config = self._require(Kind.ENDPOINT_CONFIG, "endpoint-config", config_name)
         models = {}
         for variant in config["ProductionVariants"]:
-            model_name = variant["ModelName"]
+            model_name = variant.get("ModelName")
+            if not model_name:
+                raise AwsError(
+                    "ValidationException",
+                    f"Variant {variant.get('VariantName')} of endpoint configuration "
+                    f"{config_name} names no ModelName.",
+                )
             models[model_name] = self._require(Kind.MODEL, "model", model_name)
-        return endpoint_spec(name, config, models, self._resolve_image)
+        spec = endpoint_spec(name, config, models, self._resolve_image)
+        specified = {
+            v["VariantName"]: str(container_of(models[v["ModelName"]]).get("Image"))
+            for v in config["ProductionVariants"]
+        }
+        return spec, specified
 
     def _require(self, kind: Kind, word: str, name: str) -> dict[str, Any]:
         record = self.store.get(kind, name)
@@ -337,8 +383,11 @@ class HostingService:
         return record
 
     def _get(self, kind: Kind, word: str, name: str) -> dict[str, Any]:
-        record = self._require(kind, word, name)
-        return {k: v for k, v in record.items() if v is not None}
+        return _public(self._require(kind, word, name))
+
+    def _refuse_if_closing(self) -> None:
+        if self.closing:
+            raise AwsError("ServiceUnavailable", "smlocal is stopping; try again once it runs.")
 
     def _delete(self, kind: Kind, word: str, name: str, arn_key: str) -> None:
         record = self._require(kind, word, name)
@@ -396,7 +445,7 @@ class HostingService:
         log.error("endpoint %s failed: %s", name, error)
         self._update(name, EndpointStatus="Failed", FailureReason=_reason(error))
 
-    def _variants(self, endpoint: Endpoint) -> list[dict[str, Any]]:
+    def _variants(self, endpoint: Endpoint, specified: dict[str, str]) -> list[dict[str, Any]]:
         variants = []
         for variant in endpoint.spec.variants:
             healthy = [i for i in endpoint.instances[variant.name] if i.healthy]
@@ -404,7 +453,11 @@ class HostingService:
                 {
                     "VariantName": variant.name,
                     "DeployedImages": [
-                        {"SpecifiedImage": variant.image, "ResolutionTime": endpoint.created_at}
+                        {
+                            "SpecifiedImage": specified.get(variant.name, variant.image),
+                            "ResolvedImage": variant.image,
+                            "ResolutionTime": endpoint.created_at,
+                        }
                     ],
                     "CurrentWeight": variant.weight,
                     "DesiredWeight": variant.weight,
@@ -413,6 +466,35 @@ class HostingService:
                 }
             )
         return variants
+
+
+def _deployed(spec: EndpointSpec, specified: dict[str, str]) -> dict[str, Any]:
+    """What runs, kept with the endpoint so a restart brings back exactly that."""
+    return {"spec": spec.model_dump(mode="json"), "specified": specified}
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as Describe* answers it: without smlocal's own keys and unset members."""
+    return {k: v for k, v in record.items() if v is not None and not k.startswith("_")}
+
+
+def _check_desired(spec: EndpointSpec, weights: dict[str, float], counts: dict[str, int]) -> None:
+    """The changed endpoint must still be one CreateEndpoint would accept."""
+    from smlocal.emulator.errors import ConfigError
+    from smlocal.emulator.spec import build_spec
+
+    variants = [
+        {
+            **v.model_dump(),
+            "weight": weights.get(v.name, v.weight),
+            "instance_count": counts.get(v.name, v.instance_count),
+        }
+        for v in spec.variants
+    ]
+    try:
+        build_spec(**{**spec.model_dump(), "variants": variants})
+    except ConfigError as error:
+        raise AwsError("ValidationException", str(error)) from None
 
 
 def _epoch(value: Any) -> float | None:
@@ -432,4 +514,9 @@ def _reason(error: SmlocalError) -> str:
     if logs and logs.strip():
         tail = "\n".join(logs.strip().splitlines()[-_TAIL_LINES:])
         reason = f"{reason}\nlast container log lines:\n{tail}"
-    return reason[:1024]  # DescribeEndpoint's FailureReason is at most 1024 characters
+    if len(reason) <= _MAX_REASON:
+        return reason
+    # FailureReason is at most 1024 characters: keep the head (what failed) and the tail (the
+    # container's last lines, the useful ones).
+    head, tail = reason[: _MAX_REASON // 3], reason[-(_MAX_REASON * 2 // 3 - 5) :]
+    return f"{head} ... {tail}"

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -33,6 +35,7 @@ import uvicorn
 from smlocal.emulator.aws_errors import load_error_table
 from smlocal.emulator.backend import LABEL_SESSION, ContainerBackend
 from smlocal.emulator.endpoint import LogSink, MonitorSettings
+from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.runtime_api import RuntimeApi
 from smlocal.emulator.server import bind_socket
 from smlocal.emulator.service.control_plane import ControlPlane, is_control_plane
@@ -58,14 +61,49 @@ def _service_dir(state: StateDir) -> Path:
     return folder
 
 
+def _lock_path(state: StateDir) -> Path:
+    return _service_dir(state) / "lock"
+
+
+def _claim(state: StateDir) -> IO[str]:
+    """Hold this home's service lock for the life of the process (the kernel drops it on
+    exit, SIGKILL included): two services can never share one state."""
+    handle = _lock_path(state).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        running = read_service_record(state)
+        where = f" at {running.url} (pid {running.pid})" if running else ""
+        raise ConfigError(
+            f"the service for {state.root} already runs{where}; stop it with "
+            "`smlocal server stop`, or set SMLOCAL_HOME to run another"
+        ) from None
+    return handle
+
+
+def _lock_held(state: StateDir) -> bool:
+    path = state.root / "service" / "lock"
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def read_service_record(state: StateDir) -> ServiceRecord | None:
-    """Where this SMLOCAL_HOME's service listens, if its process is alive."""
+    """Where this SMLOCAL_HOME's service listens, if it runs: its process holds the lock (a
+    record left by a killed service, or a reused pid, does not count)."""
     path = state.root / "service" / "server.json"
     try:
         record = ServiceRecord(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return record if process_alive(record.pid) else None
+    return record if process_alive(record.pid) and _lock_held(state) else None
 
 
 def _service_id(state: StateDir) -> str:
@@ -163,13 +201,20 @@ async def run_service(
 ) -> None:
     """Serve until ``stop`` is set. ``on_ready(url)`` once the port answers."""
     load_error_table()
+    lock = _claim(state)
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
     service_id = _service_id(state)
     swept = await asyncio.to_thread(_sweep, backend, service_id)
     if swept:
         log.warning("removed %d container(s) an earlier run of this service left", swept)
-    store = Store(_service_dir(state) / "state.db")
+    try:
+        store = Store(_service_dir(state) / "state.db")
+    except (sqlite3.DatabaseError, RuntimeError) as error:
+        lock.close()
+        raise ConfigError(
+            f"cannot open the service's state {_service_dir(state) / 'state.db'}: {error}"
+        ) from None
     logs = _EndpointLogs(state)
     hosting = HostingService(
         store,
@@ -207,9 +252,12 @@ async def run_service(
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await server_task
-        record_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            if json.loads(record_path.read_text()).get("pid") == os.getpid():
+                record_path.unlink()
         store.close()
         logs.close()
+        lock.close()
 
 
 def main(host: str, port: int, registry_mirror: str | None = None) -> int:
@@ -219,6 +267,15 @@ def main(host: str, port: int, registry_mirror: str | None = None) -> int:
     from smlocal.emulator.docker_backend import DockerBackend
     from smlocal.emulator.server import _fast_loop_factory
 
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "listening on %s: anyone who reaches it can run containers and read model paths "
+            "and S3 with this user's rights; the service checks no credentials",
+            host,
+        )
     backend = DockerBackend()
     settings = MonitorSettings(host_cpus=backend.host_cpus(), host_ip="127.0.0.1")
     sock = bind_socket(host, port)

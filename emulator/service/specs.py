@@ -75,7 +75,14 @@ def endpoint_spec(
     variants = []
     startup = DEFAULT_STARTUP_TIMEOUT_S
     for variant in config["ProductionVariants"]:
-        container = container_of(models[variant["ModelName"]])
+        model = models[variant["ModelName"]]
+        container = container_of(model)
+        if not container.get("Image"):
+            raise AwsError(
+                "ValidationException",
+                f"Model {model.get('ModelName')} has no container Image (smlocal runs images; "
+                "model packages are not emulated).",
+            )
         variants.append(
             {
                 "name": variant["VariantName"],
@@ -88,7 +95,9 @@ def endpoint_spec(
             }
         )
         if variant.get("ContainerStartupHealthCheckTimeoutInSeconds"):
-            startup = int(variant["ContainerStartupHealthCheckTimeoutInSeconds"])
+            # One window per endpoint here: the longest any variant asks for.
+            asked = int(variant["ContainerStartupHealthCheckTimeoutInSeconds"])
+            startup = max(startup, asked) if variants[:-1] else asked
     try:
         return build_spec(name=name, variants=variants, startup_timeout_s=startup)
     except ConfigError as error:

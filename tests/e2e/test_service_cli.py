@@ -41,8 +41,13 @@ def run(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.Com
 
 
 def containers_of(name: str) -> list[Any]:
+    """This test's service's containers of endpoint ``name`` (running or exited); another
+    smlocal on the machine may run an endpoint of the same name."""
+    home = Path(os.environ["SMLOCAL_HOME"])
+    service_id = (home / "service" / "id").read_text().strip()
     return docker.from_env().containers.list(
-        all=True, filters={"label": f"{LABEL_ENDPOINT}={name}"}
+        all=True,
+        filters={"label": [f"{LABEL_ENDPOINT}={name}", f"smlocal.session={service_id}"]},
     )
 
 

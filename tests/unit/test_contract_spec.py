@@ -23,7 +23,7 @@ SPECS = sorted((REPO / "contracts" / "specs").glob("*.yaml"))
 
 
 def test_schema_file_matches_the_model() -> None:
-    # Regenerate with `python -m contracts.specfile` after changing the format.
+    # Regenerate with `python -m smlocal.contracts.specfile` after changing the format.
     assert json.loads(SCHEMA_PATH.read_text()) == json_schema()
 
 

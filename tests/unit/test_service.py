@@ -333,3 +333,128 @@ def test_restart_brings_endpoints_back_and_sweeps_the_old_containers(
         assert clients.invoke("two")["image"] == "green"
         running = [c for c in backend.containers.values() if c.server is not None]
         assert len(running) == 3
+
+
+def test_another_spelling_of_the_name_changes_the_same_endpoint(
+    service: Clients, backend: FakeBackend
+) -> None:
+    service.deploy("ep", "blue:1")
+    service.sm.create_model(ModelName="green-m", PrimaryContainer={"Image": "green:1"})
+    service.config("green-c", "green-m")
+    service.sm.update_endpoint(EndpointName="EP", EndpointConfigName="green-c")
+    service.sm.get_waiter("endpoint_in_service").wait(EndpointName="ep", WaiterConfig=WAIT)
+    assert service.invoke("ep")["image"] == "green"
+    service.sm.update_endpoint_weights_and_capacities(
+        EndpointName="Ep",
+        DesiredWeightsAndCapacities=[{"VariantName": "V1", "DesiredInstanceCount": 2}],
+    )
+    service.sm.get_waiter("endpoint_in_service").wait(EndpointName="ep", WaiterConfig=WAIT)
+    running = [c for c in backend.containers.values() if c.server is not None]
+    assert len(running) == 2  # one fleet, of two: no orphaned blue under another name
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"VariantName": "V1", "DesiredInstanceCount": 22}, "instance_count"),
+        ({"VariantName": "V1", "DesiredWeight": 0.0}, "weight above 0"),
+    ],
+)
+def test_desired_changes_keep_the_endpoint_valid(
+    service: Clients, change: dict[str, Any], needle: str
+) -> None:
+    service.deploy("ep", "blue:1")
+    with pytest.raises(ClientError, match=needle) as caught:
+        service.sm.update_endpoint_weights_and_capacities(
+            EndpointName="ep", DesiredWeightsAndCapacities=[change]
+        )
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert service.sm.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "InService"
+
+
+def test_a_model_without_image_is_refused_at_create_endpoint(service: Clients) -> None:
+    service.sm.create_model(ModelName="m", PrimaryContainer={"Environment": {"A": "b"}})
+    service.config("c", "m")
+    with pytest.raises(ClientError, match="has no container Image") as caught:
+        service.sm.create_endpoint(EndpointName="x", EndpointConfigName="c")
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_restart_keeps_what_was_deployed(backend: FakeBackend, tmp_path: Path) -> None:
+    state = StateDir(tmp_path)
+    with service_in_background(backend, state=state, settings=FAST) as url:
+        clients = Clients(url)
+        clients.deploy("ep", "blue:1", variants=2)
+        clients.sm.update_endpoint_weights_and_capacities(
+            EndpointName="ep",
+            DesiredWeightsAndCapacities=[
+                {"VariantName": "V1", "DesiredWeight": 5.0, "DesiredInstanceCount": 2}
+            ],
+        )
+        clients.sm.get_waiter("endpoint_in_service").wait(EndpointName="ep", WaiterConfig=WAIT)
+        # AWS keeps an endpoint whose config and model were deleted running: so do we.
+        clients.sm.delete_endpoint_config(EndpointConfigName="ep-c")
+        clients.sm.delete_model(ModelName="ep-m")
+    with service_in_background(backend, state=state, settings=FAST) as url:
+        clients = Clients(url)
+        clients.sm.get_waiter("endpoint_in_service").wait(EndpointName="ep", WaiterConfig=WAIT)
+        variants = clients.sm.describe_endpoint(EndpointName="ep")["ProductionVariants"]
+        assert [(v["CurrentWeight"], v["CurrentInstanceCount"]) for v in variants] == [
+            (5.0, 2),
+            (1.0, 1),
+        ]
+        assert variants[0]["DeployedImages"][0]["SpecifiedImage"] == "blue:1"
+
+
+def test_one_service_per_home(backend: FakeBackend, tmp_path: Path) -> None:
+    from smlocal.emulator.errors import ConfigError
+
+    state = StateDir(tmp_path)
+    with (
+        service_in_background(backend, state=state, settings=FAST),
+        pytest.raises(ConfigError, match="already runs"),
+        service_in_background(backend, state=state, settings=FAST),
+    ):
+        pass
+
+
+@pytest.mark.parametrize("body", [b'{"ModelName": NaN}', b"[" * 100_000, b"not json"])
+def test_bodies_that_are_not_json_get_serialization_exception(
+    service: Clients, body: bytes
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        service.sm.meta.endpoint_url + "/",
+        data=body,
+        headers={
+            "X-Amz-Target": "SageMaker.ListModels",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 400
+    assert json.loads(caught.value.read())["__type"] == "SerializationException"
+
+
+def test_promote_does_not_take_a_rolled_back_update_for_success(service: Clients) -> None:
+    from types import SimpleNamespace
+
+    from smlocal.promote.errors import PromoteError
+    from smlocal.promote.sagemaker import wait_in_service
+
+    service.deploy("ep", "blue:1")
+    service.sm.create_model(ModelName="bad-m", PrimaryContainer={"Image": "crashes:1"})
+    service.config("bad-c", "bad-m")
+    service.sm.update_endpoint(EndpointName="ep", EndpointConfigName="bad-c")
+    deployment = SimpleNamespace(
+        clients=SimpleNamespace(sagemaker=service.sm),
+        endpoint="ep",
+        config_name="bad-c",
+        request=SimpleNamespace(wait_timeout_s=60.0, poll_interval_s=0.1),
+        reporter=SimpleNamespace(info=lambda _message: None),
+    )
+    with pytest.raises(PromoteError, match=r"was rolled back; it still serves ep-c: .*code 3"):
+        wait_in_service(deployment)  # type: ignore[arg-type]
