@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from smlocal.emulator.server import ServeOptions
 from smlocal.emulator.spec import EndpointSpec
 from smlocal.emulator.state import StateDir
 
-__all__ = ["Serving", "runtime_client", "serving"]
+__all__ = ["RequestLoop", "Serving", "runtime_client", "serving"]
 
 
 def runtime_client(url: str) -> Any:
@@ -52,3 +53,30 @@ def serving(
     with serve_in_background(spec, backend, options, wait_s=wait_s) as handle:
         handle.__class__ = Serving
         yield handle  # type: ignore[misc]
+
+
+class RequestLoop:
+    """Calls ``invoke`` back to back in a thread until the ``with`` block ends; keeps every
+    answer and every failure (for "not one request fails during ..." tests)."""
+
+    def __init__(self, invoke: Callable[[], Any]) -> None:
+        self._invoke = invoke
+        self.answers: list[Any] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers.append(self._invoke())
+            except Exception as error:
+                self.failures.append(repr(error))
+
+    def __enter__(self) -> RequestLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)

@@ -122,22 +122,28 @@ def test_detached_failure_exits_non_zero(docker_images: None, smlocal_home: Path
     assert not containers_of("cli-broken-d")
 
 
-def test_ctrl_c_while_creating_exits_130_and_leaves_nothing(
-    docker_images: None, smlocal_home: Path
-) -> None:
+def _ctrl_c_foreground_serve(image: str, name: str) -> tuple[int, str]:
+    """Start a foreground serve, Ctrl-C it a second after its container appears."""
     process = subprocess.Popen(
-        [SMLOCAL, "serve", fixture_image("never-listens"), "--name", "cli-creating", "--port", "0"],
+        [SMLOCAL, "serve", fixture_image(image), "--name", name, "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not containers_of("cli-creating"):
+    while time.monotonic() < deadline and not containers_of(name):
         time.sleep(0.1)
     time.sleep(1)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    return process.returncode, stderr
+
+
+def test_ctrl_c_while_creating_exits_130_and_leaves_nothing(
+    docker_images: None, smlocal_home: Path
+) -> None:
+    code, stderr = _ctrl_c_foreground_serve("never-listens", "cli-creating")
+    assert code == 130, stderr
     assert "stopped before InService" in stderr
     assert not containers_of("cli-creating")
 
@@ -149,19 +155,8 @@ def test_serve_from_config_refuses_single_variant_flags(smlocal_home: Path) -> N
 
 
 def test_ctrl_c_stops_the_containers(docker_images: None, smlocal_home: Path) -> None:
-    process = subprocess.Popen(
-        [SMLOCAL, "serve", fixture_image("echo"), "--name", "cli-ctrlc", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not containers_of("cli-ctrlc"):
-        time.sleep(0.1)
-    time.sleep(1)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
+    code, stderr = _ctrl_c_foreground_serve("echo", "cli-ctrlc")
+    assert code == 0, stderr
     assert "InService" in stderr
     assert not containers_of("cli-ctrlc")
 

@@ -25,6 +25,7 @@ from botocore.config import Config
 from smlocal.emulator.backend import LABEL_ENDPOINT
 from tests.aws_fakes import FAKE_CREDENTIALS, moto_server
 from tests.conftest import SKLEARN_IMAGE, SKLEARN_MODEL, fixture_image
+from tests.harness import RequestLoop
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
@@ -242,42 +243,22 @@ def test_second_service_on_the_same_home_is_refused(service_env: dict[str, str])
     assert "already runs at" in again.stderr
 
 
-class RequestLoop:
-    """Invokes an endpoint back to back in a thread; keeps every answer and every failure."""
+def request_loop(env: dict[str, str], name: str) -> RequestLoop:
+    runtime = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=env["SMLOCAL_URL"],
+        region_name="us-east-1",
+        config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}),
+    )
 
-    def __init__(self, env: dict[str, str], name: str) -> None:
-        import threading
-
-        self.runtime = boto3.client(
-            "sagemaker-runtime",
-            endpoint_url=env["SMLOCAL_URL"],
-            region_name="us-east-1",
-            config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}),
+    def invoke() -> bytes:
+        reply = runtime.invoke_endpoint(
+            EndpointName=name, Body=b'{"n": 1}', ContentType="application/json"
         )
-        self.name = name
-        self.answers = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        body: bytes = reply["Body"].read()
+        return body
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                reply = self.runtime.invoke_endpoint(
-                    EndpointName=self.name, Body=b'{"n": 1}', ContentType="application/json"
-                )
-                reply["Body"].read()
-                self.answers += 1
-            except Exception as error:
-                self.failures.append(repr(error))
-
-    def __enter__(self) -> RequestLoop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
+    return RequestLoop(invoke)
 
 
 def test_updates_under_load_lose_no_request(service_env: dict[str, str]) -> None:
@@ -295,7 +276,7 @@ def test_updates_under_load_lose_no_request(service_env: dict[str, str]) -> None
         )  # fmt: skip
     sm.create_endpoint(EndpointName="steady", EndpointConfigName="echo")
     wait_in_service(env, "steady")
-    with RequestLoop(env, "steady") as loop:
+    with request_loop(env, "steady") as loop:
         sm.update_endpoint(EndpointName="steady", EndpointConfigName="mute")
         wait_in_service(env, "steady")
         described = sm.describe_endpoint(EndpointName="steady")
@@ -318,6 +299,6 @@ def test_updates_under_load_lose_no_request(service_env: dict[str, str]) -> None
         sm.update_endpoint(EndpointName="steady", EndpointConfigName="echo-2")
         wait_in_service(env, "steady")
     assert loop.failures == []
-    assert loop.answers > 100
+    assert len(loop.answers) > 100
     assert sm.describe_endpoint(EndpointName="steady")["EndpointConfigName"] == "echo-2"
     assert len(containers_of("steady")) == 1

@@ -8,7 +8,6 @@ real in seconds. The same flows on Docker are in tests/e2e/test_service_cli.py.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from botocore.exceptions import ClientError
 from smlocal.emulator.endpoint import MonitorSettings
 from smlocal.emulator.service.background import service_in_background
 from smlocal.emulator.state import StateDir
+from tests.harness import RequestLoop
 from tests.unit.fakes import FakeBackend, FakeImage
 
 FAST = MonitorSettings(ping_interval_s=0.2, stop_grace_s=1)
@@ -96,30 +96,8 @@ def service(backend: FakeBackend, tmp_path: Path) -> Iterator[Clients]:
         yield Clients(url)
 
 
-class Loop:
-    """Invokes an endpoint without pause until stopped; counts answers and failures."""
-
-    def __init__(self, clients: Clients, name: str) -> None:
-        self.clients, self.name = clients, name
-        self.answers: list[dict[str, Any]] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.answers.append(self.clients.invoke(self.name))
-            except Exception as error:
-                self.failures.append(repr(error))
-
-    def __enter__(self) -> Loop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+def Loop(clients: Clients, name: str) -> RequestLoop:
+    return RequestLoop(lambda: clients.invoke(name))
 
 
 def test_create_describe_invoke_delete(service: Clients) -> None:
