@@ -10,6 +10,7 @@ has but smlocal does not emulate gets ``UnknownOperationException`` naming the o
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -96,6 +97,9 @@ class ControlPlane:
             )
         params = _parse(await _read_body(receive))
         validate_input(operation, params)
+        # Members the model does not have are ignored, not stored and echoed back.
+        known = _members(operation)
+        params = {key: value for key, value in params.items() if key in known}
         handler: Handler = getattr(self.hosting, OPERATIONS[operation])
         result = await handler(params)
         return json.dumps(result, separators=(",", ":")).encode()
@@ -114,6 +118,15 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+@functools.cache
+def _members(operation: str) -> frozenset[str]:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    shape = model.operation_model(operation).input_shape
+    return frozenset(shape.members) if shape is not None else frozenset()
 
 
 def _no_constant(name: str) -> Any:

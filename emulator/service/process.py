@@ -203,7 +203,7 @@ async def run_service(
     load_error_table()
     lock = _claim(state)
     host, port = sock.getsockname()[:2]
-    url = f"http://{host}:{port}"
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     service_id = _service_id(state)
     swept = await asyncio.to_thread(_sweep, backend, service_id)
     if swept:

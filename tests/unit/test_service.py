@@ -436,3 +436,17 @@ def test_promote_does_not_take_a_rolled_back_update_for_success(service: Clients
     )
     with pytest.raises(PromoteError, match=r"was rolled back; it still serves ep-c: .*code 3"):
         wait_in_service(deployment)  # type: ignore[arg-type]
+
+
+def test_members_the_model_lacks_are_not_stored(service: Clients) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(
+        service.sm.meta.endpoint_url + "/",
+        data=json.dumps(
+            {"ModelName": "m", "PrimaryContainer": {"Image": "blue:1"}, "Bogus": {"a": 1}}
+        ).encode(),
+        headers={"X-Amz-Target": "SageMaker.CreateModel"},
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+    assert "Bogus" not in service.sm.describe_model(ModelName="m")
