@@ -22,7 +22,7 @@ from smlocal.emulator.errors import ConfigError, EndpointFailedError
 from smlocal.emulator.spec import EndpointSpec
 from smlocal.emulator.state import RunRecord, StateDir
 
-__all__ = ["start_detached"]
+__all__ = ["log_tail", "spawn", "start_detached"]
 
 _POLL_S = 0.1
 _TAIL_LINES = 15
@@ -54,20 +54,41 @@ def start_detached(
     ) as handle:
         json.dump(request, handle)
     log_path = state.log_file(spec.name)
+    since = log_path.stat().st_size
+    child = spawn(
+        [sys.executable, "-m", "smlocal.emulator.detach", handle.name],
+        log_path,
+        env={**os.environ, "SMLOCAL_HOME": str(state.root)},
+    )
+    return _wait_for_verdict(spec.name, child, state, log_path, since)
+
+
+def spawn(
+    argv: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session of its own (Ctrl-C of the caller does not reach it), its
+    output appended to ``log_path``."""
     with log_path.open("ab") as log_out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "smlocal.emulator.detach", handle.name],
+        return subprocess.Popen(
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=log_out,
             stderr=log_out,
             start_new_session=True,
-            env={**os.environ, "SMLOCAL_HOME": str(state.root)},
+            env=env,
         )
-    return _wait_for_verdict(spec.name, child, state, log_path)
+
+
+def log_tail(log_path: Path, since: int, lines: int = _TAIL_LINES) -> str:
+    """The last ``lines`` lines written to ``log_path`` after byte ``since`` (this run's)."""
+    with log_path.open("rb") as handle:
+        handle.seek(since)
+        text = handle.read().decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _wait_for_verdict(
-    name: str, child: subprocess.Popen[bytes], state: StateDir, log_path: Path
+    name: str, child: subprocess.Popen[bytes], state: StateDir, log_path: Path, since: int
 ) -> RunRecord:
     while True:
         code = child.poll()
@@ -82,11 +103,10 @@ def _wait_for_verdict(
                     logs=record.failure_logs,
                 )
         if code is not None:
-            tail = log_path.read_text(errors="replace").splitlines()[-_TAIL_LINES:]
             error = ConfigError if code == ConfigError.exit_code else EndpointFailedError
             raise error(
                 f"endpoint {name}: the serving process exited with code {code} before "
-                f"InService; log: {log_path}\n" + "\n".join(tail)
+                f"InService; log: {log_path}\n" + log_tail(log_path, since)
             )
         time.sleep(_POLL_S)
 

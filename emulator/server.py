@@ -36,7 +36,16 @@ from smlocal.emulator.state import RunRecord, StateDir
 if TYPE_CHECKING:
     from smlocal.emulator.artifacts import StagedModel
 
-__all__ = ["EventSink", "ServeOptions", "ServeResult", "bind_socket", "serve", "serve_blocking"]
+__all__ = [
+    "EventSink",
+    "QuietServer",
+    "ServeOptions",
+    "ServeResult",
+    "bind_socket",
+    "fast_loop_factory",
+    "serve",
+    "serve_blocking",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +97,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _QuietServer(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the serving process owns SIGINT/SIGTERM."""
 
     @contextlib.contextmanager
@@ -240,7 +249,7 @@ async def serve(
     run = _Run(spec, backend, sink, options, url=f"http://{options.host}:{port}", port=port)
     run.announce(EndpointStatus.CREATING, f"staging model(s); runtime API at {run.result.url}")
     endpoints: dict[str, Endpoint] = {}
-    server = _QuietServer(
+    server = QuietServer(
         uvicorn.Config(
             create_app(endpoints),
             log_level="warning",
@@ -265,7 +274,7 @@ async def serve(
     return run.result
 
 
-def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop where installed (uvicorn[standard] brings it): cuts the proxy's CPU per request."""
     try:
         import uvloop
@@ -290,5 +299,5 @@ def serve_blocking(
     )
     options = ServeOptions(host=host, port=port, settings=settings)
     sock = bind_socket(host, port)
-    with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
         return runner.run(serve(spec, backend, sink, options, sock=sock))

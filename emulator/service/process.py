@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -37,13 +38,21 @@ from smlocal.emulator.backend import LABEL_SESSION, ContainerBackend
 from smlocal.emulator.endpoint import LogSink, MonitorSettings
 from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.runtime_api import RuntimeApi
-from smlocal.emulator.server import bind_socket
+from smlocal.emulator.server import QuietServer, bind_socket, fast_loop_factory
 from smlocal.emulator.service.control_plane import ControlPlane, is_control_plane
 from smlocal.emulator.service.hosting import HostingService
 from smlocal.emulator.service.store import Store
 from smlocal.emulator.state import StateDir, process_alive
 
-__all__ = ["ServiceApp", "ServiceRecord", "read_service_record", "run_service"]
+__all__ = [
+    "ServiceApp",
+    "ServiceRecord",
+    "read_service_record",
+    "run_service",
+    "start_detached_service",
+]
+
+_READY_TIMEOUT_S = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +163,6 @@ class _EndpointLogs:
             self._files.clear()
 
 
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
-        yield
-
-
 def _sweep(backend: ContainerBackend, service_id: str) -> int:
     leftovers = backend.find({LABEL_SESSION: service_id})
     for container_id in leftovers:
@@ -226,7 +229,7 @@ async def run_service(
         resolve_image=image_resolver(backend, registry_mirror),
     )
     app = ServiceApp(ControlPlane(hosting), RuntimeApi(hosting.endpoints))
-    server = _QuietServer(
+    server = QuietServer(
         uvicorn.Config(
             app,
             log_level="warning",
@@ -265,7 +268,6 @@ def main(host: str, port: int, registry_mirror: str | None = None) -> int:
     import signal
 
     from smlocal.emulator.docker_backend import DockerBackend
-    from smlocal.emulator.server import _fast_loop_factory
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -299,14 +301,47 @@ def main(host: str, port: int, registry_mirror: str | None = None) -> int:
             registry_mirror=registry_mirror,
         )
 
-    with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
         runner.run(serve())
     return 0
 
 
+def start_detached_service(
+    state: StateDir, host: str, port: int, registry_mirror: str | None = None
+) -> ServiceRecord:
+    """``smlocal server --detach``: the service in a process of its own, its output in
+    ``service/server.log``; its record once it answers, or an error carrying this run's
+    log lines."""
+    from smlocal.emulator.detach import log_tail, spawn
+    from smlocal.emulator.errors import SmlocalError
+
+    log_path = _service_dir(state) / "server.log"
+    log_path.touch(mode=0o600)
+    since = log_path.stat().st_size
+    argv = [sys.executable, "-m", "smlocal.emulator.service.process", "--host", host]
+    argv += ["--port", str(port)]
+    argv += ["--registry-mirror", registry_mirror] if registry_mirror else []
+    child = spawn(argv, log_path, env={**os.environ, "SMLOCAL_HOME": str(state.root)})
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        record = read_service_record(state)
+        if record is not None and record.pid == child.pid:
+            return record
+        code = child.poll()
+        if code is not None:
+            error = ConfigError if code == ConfigError.exit_code else SmlocalError
+            raise error(
+                f"the service exited with code {code} before it was up; log: {log_path}\n"
+                + log_tail(log_path, since)
+            )
+        time.sleep(0.1)
+    raise SmlocalError(
+        f"the service did not come up within {_READY_TIMEOUT_S:g} s; log: {log_path}"
+    )
+
+
 if __name__ == "__main__":
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")

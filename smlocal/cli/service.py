@@ -6,19 +6,17 @@ Thin: the service itself is :mod:`smlocal.emulator.service.process`; this module
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from smlocal.cli.output import ExitCode, err, fail, out, reported
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from smlocal.emulator.state import StateDir
 
-_READY_TIMEOUT_S = 60.0
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -118,44 +116,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="server")
 
 
-def _detach(host: str, port: int, state: object, registry_mirror: str | None) -> None:
-    from smlocal.emulator.service.process import read_service_record
-    from smlocal.emulator.state import StateDir
+def _detach(host: str, port: int, state: StateDir, registry_mirror: str | None) -> None:
+    from smlocal.emulator.service.process import start_detached_service
 
-    assert isinstance(state, StateDir)
-    log_path = state.root / "service" / "server.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with log_path.open("ab") as log_out:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "smlocal.emulator.service.process",
-                "--host",
-                host,
-                "--port",
-                str(port),
-                *(["--registry-mirror", registry_mirror] if registry_mirror else []),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log_out,
-            stderr=log_out,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + _READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        record = read_service_record(state)
-        if record is not None and record.pid == child.pid:
-            out.print(record.url)
-            err.print(f"smlocal service at {record.url} (pid {record.pid}); log: {log_path}")
-            return
-        code = child.poll()
-        if code is not None:
-            tail = log_path.read_text(errors="replace").splitlines()[-15:]
-            err.print(escape("\n".join(tail)))
-            fail(
-                f"the service exited with code {code} before it was up; log: {log_path}",
-                ExitCode(code) if code in (1, 2) else ExitCode.FAILED,
-            )
-        time.sleep(0.1)
-    fail(f"the service did not come up within {_READY_TIMEOUT_S:g} s; log: {log_path}")
+    record = start_detached_service(state, host, port, registry_mirror)
+    out.print(record.url)
+    err.print(
+        f"smlocal service at {record.url} (pid {record.pid}); "
+        f"log: {state.root / 'service' / 'server.log'}"
+    )
