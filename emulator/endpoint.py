@@ -382,7 +382,7 @@ class Endpoint:
                 )
             variant_name = target_variant
         else:
-            candidates = [v for v in self.spec.variants if v.weight > 0 and self._healthy(v.name)]
+            candidates = [v for v in self.spec.variants if v.weight > 0 and self.healthy(v.name)]
             if not candidates:
                 raise _no_capacity(self.spec.name)
             if len(candidates) == 1:
@@ -390,12 +390,13 @@ class Endpoint:
             else:
                 weights = [v.weight for v in candidates]
                 variant_name = random.choices(candidates, weights)[0].name  # noqa: S311
-        healthy = self._healthy(variant_name)
+        healthy = self.healthy(variant_name)
         if not healthy:
             raise _no_capacity(self.spec.name)
         return healthy[next(self._round_robin[variant_name]) % len(healthy)]
 
-    def _healthy(self, variant: str) -> list[Instance]:
+    def healthy(self, variant: str) -> list[Instance]:
+        """The variant's instances in the rotation."""
         return [i for i in self.instances[variant] if i.healthy]
 
     def describe(self) -> dict[str, object]:
@@ -409,7 +410,7 @@ class Endpoint:
                     "CurrentWeight": v.weight,
                     "InstanceType": v.instance_type,
                     "DesiredInstanceCount": v.instance_count,
-                    "CurrentInstanceCount": len(self._healthy(v.name)),
+                    "CurrentInstanceCount": len(self.healthy(v.name)),
                     "Image": v.image,
                 }
                 for v in self.spec.variants

@@ -10,7 +10,6 @@ has but smlocal does not emulate gets ``UnknownOperationException`` naming the o
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import uuid
@@ -19,7 +18,7 @@ from typing import Any
 
 from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.service.hosting import HostingService
-from smlocal.emulator.service.validation import validate_input
+from smlocal.emulator.service.validation import input_members, validate_input
 
 __all__ = ["OPERATIONS", "ControlPlane", "is_control_plane"]
 
@@ -98,7 +97,7 @@ class ControlPlane:
         params = _parse(await _read_body(receive))
         validate_input(operation, params)
         # Members the model does not have are ignored, not stored and echoed back.
-        known = _members(operation)
+        known = input_members(operation)
         params = {key: value for key, value in params.items() if key in known}
         handler: Handler = getattr(self.hosting, OPERATIONS[operation])
         result = await handler(params)
@@ -118,15 +117,6 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-@functools.cache
-def _members(operation: str) -> frozenset[str]:
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    shape = model.operation_model(operation).input_shape
-    return frozenset(shape.members) if shape is not None else frozenset()
 
 
 def _no_constant(name: str) -> Any:

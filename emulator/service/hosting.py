@@ -448,7 +448,6 @@ class HostingService:
     def _variants(self, endpoint: Endpoint, specified: dict[str, str]) -> list[dict[str, Any]]:
         variants = []
         for variant in endpoint.spec.variants:
-            healthy = [i for i in endpoint.instances[variant.name] if i.healthy]
             variants.append(
                 {
                     "VariantName": variant.name,
@@ -461,7 +460,7 @@ class HostingService:
                     ],
                     "CurrentWeight": variant.weight,
                     "DesiredWeight": variant.weight,
-                    "CurrentInstanceCount": len(healthy),
+                    "CurrentInstanceCount": len(endpoint.healthy(variant.name)),
                     "DesiredInstanceCount": variant.instance_count,
                 }
             )

@@ -12,13 +12,7 @@ from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError
 
 __all__ = ["already_exists", "arn", "in_progress", "not_found"]
 
-# The ARN resource type and the words AWS uses for each kind in its messages.
-_ARN_TYPE = {
-    "model": "model",
-    "endpoint-config": "endpoint-config",
-    "endpoint": "endpoint",
-    "transform-job": "transform-job",
-}
+# The words AWS uses for each kind in its messages; the kind itself is the ARN's resource type.
 _WORDS = {
     "model": "model",
     "endpoint-config": "endpoint configuration",
@@ -28,7 +22,9 @@ _WORDS = {
 
 
 def arn(kind: str, name: str, region: str = REGION) -> str:
-    return f"arn:aws:sagemaker:{region}:{ACCOUNT_ID}:{_ARN_TYPE[kind]}/{name.lower()}"
+    if kind not in _WORDS:
+        raise KeyError(kind)
+    return f"arn:aws:sagemaker:{region}:{ACCOUNT_ID}:{kind}/{name.lower()}"
 
 
 def not_found(kind: str, name: str) -> AwsError:

@@ -50,7 +50,7 @@ from botocore.model import ListShape, MapShape, OperationNotFoundError, Shape, S
 
 from smlocal.emulator.aws_errors import AwsError
 
-__all__ = ["validate_input", "violations"]
+__all__ = ["input_members", "validate_input", "violations"]
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +260,13 @@ def _node(shape: Shape, local_ok: bool = False) -> _Node:
         node.key, node.element = _node(shape.key), _node(shape.value)
         node.sensitive |= node.key.sensitive or node.element.sensitive
     return node
+
+
+@functools.cache
+def input_members(operation: str) -> frozenset[str]:
+    """The top-level members ``operation``'s input has in the model (the rest are dropped)."""
+    shape = _model().operation_model(operation).input_shape
+    return frozenset(shape.members) if shape is not None else frozenset()
 
 
 @functools.cache
