@@ -7,12 +7,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.smlocal-installed
 SDK_STAMP := .venv-sdk/.installed
+SDK3_STAMP := .venv-sdk3/.installed
 SKLEARN_MODEL := containers/sklearn/build/model.tar.gz
 SKLEARN_IMAGE := smlocal/sklearn-iris:latest
 TRANSFORMERS_MODEL := containers/transformers/build/model.tar.gz
 TRANSFORMERS_IMAGE := smlocal/transformers-text:latest
 
-.PHONY: help demo test wheel-check venv sdk-venv docker base-image sklearn-image transformers-image fixtures registry lint unit
+.PHONY: help demo test wheel-check venv sdk-venv sdk3-venv docker base-image sklearn-image transformers-image fixtures registry lint unit
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,7 +21,7 @@ help: ## this list
 demo: venv docker sklearn-image ## train, build, serve and invoke the reference sklearn container
 	$(BIN)/python scripts/demo.py
 
-test: venv sdk-venv docker sklearn-image transformers-image fixtures registry ## lint, type-check and run every test (Docker ones included)
+test: venv sdk-venv sdk3-venv docker sklearn-image transformers-image fixtures registry ## lint, type-check and run every test (Docker ones included)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory wheel-check
 	$(BIN)/pytest -q
@@ -51,6 +52,12 @@ sdk-venv: $(SDK_STAMP) ## .venv-sdk: the SageMaker Python SDK v2 in its own venv
 $(SDK_STAMP): requirements-sdk.lock
 	test -x .venv-sdk/bin/python || $(PYTHON) -m venv .venv-sdk
 	.venv-sdk/bin/pip install -q -r requirements-sdk.lock
+	touch $@
+
+sdk3-venv: $(SDK3_STAMP) ## .venv-sdk3: the SageMaker Python SDK v3 in its own venv, for its e2e test
+$(SDK3_STAMP): requirements-sdk3.lock
+	test -x .venv-sdk3/bin/python || $(PYTHON) -m venv .venv-sdk3
+	.venv-sdk3/bin/pip install -q -r requirements-sdk3.lock
 	touch $@
 
 docker: ## a running Docker engine (installs Debian's docker.io when absent)
