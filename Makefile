@@ -16,7 +16,7 @@ TRANSFORMERS_IMAGE := smlocal/transformers-text:latest
 .PHONY: help demo test wheel-check venv sdk-venv sdk3-venv docker base-image sklearn-image transformers-image fixtures registry lint unit
 
 help: ## this list
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 demo: venv docker sklearn-image ## train, build, serve and invoke the reference sklearn container
 	$(BIN)/python scripts/demo.py
