@@ -17,12 +17,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import docker
-
 from smlocal.contracts.checks.startup import HEALTHY, NETWORK_ISOLATION, READ_ONLY_MODEL
 from smlocal.contracts.model import CheckInfo, Outcome, Status
 from smlocal.emulator.artifacts import StagedModel
-from smlocal.emulator.backend import LABEL_SESSION, ContainerRun, RunningContainer
+from smlocal.emulator.backend import ISOLATED_NETWORK, ContainerRun, RunningContainer
 from smlocal.emulator.background import BackgroundEndpoint, serve_in_background
 from smlocal.emulator.docker_backend import DockerBackend
 from smlocal.emulator.endpoint import MonitorSettings
@@ -32,7 +30,6 @@ from smlocal.emulator.state import StateDir
 
 __all__ = ["ISOLATED_NETWORK", "Conditions", "Startup", "bring_up"]
 
-ISOLATED_NETWORK = "smlocal-isolated"
 LOG_LINES = 15
 # The suite pings on its own schedule; the emulator's in-service monitor must not replace a
 # container that a check is deliberately stressing or stopping.
@@ -101,16 +98,6 @@ class Startup:
     """The healthy attempt the live checks run against (None: nothing became healthy)."""
 
 
-def _ensure_isolated_network() -> None:
-    client = docker.from_env()
-    if not client.networks.list(names=[ISOLATED_NETWORK]):
-        # internal: no route out (EnableNetworkIsolation), while the host still reaches the
-        # container on the network's bridge address.
-        client.networks.create(
-            ISOLATED_NETWORK, driver="bridge", internal=True, labels={LABEL_SESSION: "contract"}
-        )
-
-
 def _attempt(
     stack: contextlib.ExitStack,
     spec: EndpointSpec,
@@ -125,8 +112,6 @@ def _attempt(
         stack.callback(shutil.rmtree, scratch, ignore_errors=True)
         writable = scratch / "model"
         shutil.copytree(staged.path, writable)
-    if conditions.isolated:
-        _ensure_isolated_network()
     backend = RecordingBackend(conditions, writable)
     settings = MonitorSettings(ping_interval_s=_NO_MONITOR, host_cpus=backend.host_cpus())
     options = ServeOptions(port=0, settings=settings, state=state)

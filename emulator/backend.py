@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Protocol
 
 __all__ = [
+    "ISOLATED_NETWORK",
     "LABEL_ENDPOINT",
     "LABEL_INSTANCE",
+    "LABEL_NETWORK",
     "LABEL_SESSION",
     "LABEL_VARIANT",
     "ContainerBackend",
@@ -27,6 +29,11 @@ LABEL_ENDPOINT = "smlocal.endpoint"
 LABEL_SESSION = "smlocal.session"
 LABEL_VARIANT = "smlocal.variant"
 LABEL_INSTANCE = "smlocal.instance"
+# EnableNetworkIsolation: the Docker network such a container joins, alone. The backend makes
+# it on first use (internal, no traffic between its containers, labelled LABEL_NETWORK=isolated)
+# and reuses it; the host reaches a container there on its address in the network.
+ISOLATED_NETWORK = "smlocal-isolated"
+LABEL_NETWORK = "smlocal.network"
 
 CONTAINER_PORT = 8080
 

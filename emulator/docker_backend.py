@@ -4,11 +4,24 @@ Owns every call to the Docker engine: starting a model container with SageMaker'
 (``IMAGE serve``, model read-only at /opt/ml/model, CPU and memory limits, no privileges,
 port 8080 published on the loopback address), reading its state and logs, and stopping it
 the way SageMaker does (SIGTERM, then SIGKILL after the grace period).
+
+EnableNetworkIsolation (a run on :data:`~emulator.backend.ISOLATED_NETWORK`): the container
+joins only a Docker network made ``internal`` (no route out of the host) with inter-container
+traffic off, and nothing is published (Docker publishes no port on an internal network); the
+host reaches it on its address there. Docker's internal networks still let a container open
+connections to the host's *own* addresses (the bridge gateway, eth0, docker0: the kernel's
+INPUT path, which Docker does not filter), so on Linux the backend also adds one host firewall
+rule, ``iptables -I INPUT -i <bridge> -m conntrack --ctstate NEW -j REJECT``: new connections
+from the network to the host are refused, the replies to the host's own calls still pass.
+Adding it needs root (CAP_NET_ADMIN) and iptables; without them a warning says what is open.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -17,6 +30,8 @@ import docker.errors
 
 from smlocal.emulator.backend import (
     CONTAINER_PORT,
+    ISOLATED_NETWORK,
+    LABEL_NETWORK,
     ContainerRun,
     ContainerState,
     RunningContainer,
@@ -27,12 +42,17 @@ __all__ = ["DockerBackend"]
 
 log = logging.getLogger(__name__)
 MODEL_DIR = "/opt/ml/model"
+# The isolated network's Linux bridge, named so the firewall rule can name it.
+ISOLATED_BRIDGE = "smlocal-iso0"
+_NO_ICC = "com.docker.network.bridge.enable_icc"
 
 
 class DockerBackend:
     def __init__(self, client: Any | None = None) -> None:
         self._client_override = client
         self._client_cached: Any | None = None
+        self._isolated_ready = False
+        self._isolated_lock = threading.Lock()
 
     @property
     def _client(self) -> Any:
@@ -113,6 +133,8 @@ class DockerBackend:
             "privileged": False,
             "detach": True,
         }
+        if run.network == ISOLATED_NETWORK:
+            self.ensure_isolated_network()
         if run.network is not None:
             options["network"] = run.network
         else:
@@ -131,6 +153,51 @@ class DockerBackend:
         if run.network is not None and direct is not None:
             published = direct  # nothing is published on a custom network: use its address
         return RunningContainer(id=container.id, name=run.name, published=published, direct=direct)
+
+    def ensure_isolated_network(self) -> str:
+        """Make (once) and return the network EnableNetworkIsolation containers join."""
+        with self._isolated_lock:
+            if not self._isolated_ready:
+                bridge = self._isolated_network()
+                _refuse_new_connections_to_host(bridge)
+                self._isolated_ready = True
+        return ISOLATED_NETWORK
+
+    def _isolated_network(self) -> str:
+        """The isolated network's bridge interface, creating the network if need be."""
+        found = self._client.networks.list(names=[ISOLATED_NETWORK])
+        network = next((n for n in found if n.name == ISOLATED_NETWORK), None)
+        if network is not None:
+            attrs = network.attrs
+            if not attrs.get("Internal"):
+                raise BackendError(
+                    f"the Docker network {ISOLATED_NETWORK!r} exists but is not internal, so "
+                    "a container on it could reach the outside: remove it "
+                    f"(`docker network rm {ISOLATED_NETWORK}`) and smlocal makes a proper one"
+                )
+            options = attrs.get("Options") or {}
+            ours = (attrs.get("Labels") or {}).get(LABEL_NETWORK) == "isolated"
+            if not ours and not attrs.get("Containers"):
+                # An older smlocal's network (containers could talk to each other): replace it.
+                network.remove()
+                network = None
+            else:
+                return str(options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}")
+        try:
+            self._client.networks.create(
+                ISOLATED_NETWORK,
+                driver="bridge",
+                internal=True,
+                labels={LABEL_NETWORK: "isolated"},
+                options={_NO_ICC: "false", "com.docker.network.bridge.name": ISOLATED_BRIDGE},
+            )
+        except docker.errors.APIError as error:
+            if not self._client.networks.list(names=[ISOLATED_NETWORK]):
+                raise BackendError(
+                    f"cannot create the Docker network {ISOLATED_NETWORK!r} for "
+                    f"EnableNetworkIsolation: {error.explanation}"
+                ) from None
+        return ISOLATED_BRIDGE
 
     @staticmethod
     def _published(
@@ -213,3 +280,34 @@ class DockerBackend:
     def find(self, labels: Mapping[str, str]) -> list[str]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
         return [c.id for c in self._client.containers.list(all=True, filters=filters)]
+
+
+def _refuse_new_connections_to_host(bridge: str) -> None:
+    """Refuse new connections from ``bridge`` to the host itself (idempotent)."""
+    rule = ["INPUT", "-i", bridge, "-m", "conntrack", "--ctstate", "NEW", "-j", "REJECT"]
+    iptables = shutil.which("iptables") or shutil.which("iptables", path="/usr/sbin:/sbin")
+    if iptables is None:
+        log.warning(
+            "no iptables: containers with EnableNetworkIsolation can still open connections "
+            "to this host's own addresses (not to other hosts)"
+        )
+        return
+    try:
+        present = subprocess.run(
+            [iptables, "-w", "-C", *rule], capture_output=True, check=False, timeout=30
+        )
+        if present.returncode == 0:
+            return
+        added = subprocess.run(
+            [iptables, "-w", "-I", *rule], capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        added = subprocess.CompletedProcess([], 1, "", str(error))
+    if added.returncode != 0:
+        log.warning(
+            "could not add the firewall rule `iptables -I %s` (%s; it needs root): containers "
+            "with EnableNetworkIsolation can still open connections to this host's own "
+            "addresses (not to other hosts)",
+            " ".join(rule),
+            added.stderr.strip() or f"exit code {added.returncode}",
+        )

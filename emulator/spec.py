@@ -48,6 +48,8 @@ class VariantSpec(BaseModel):
     instance_type: str = DEFAULT_INSTANCE_TYPE
     instance_count: int = Field(default=1, ge=1, le=20)
     weight: float = Field(default=1.0, ge=0.0)
+    # CreateModel's EnableNetworkIsolation: the container gets no outbound network.
+    network_isolation: bool = False
 
     @field_validator("instance_type")
     @classmethod

@@ -9,6 +9,7 @@ local registry) when the engine has it, said in the log; else the URI itself, wh
 then pulls.
 Model data: ``ModelDataUrl`` or ``ModelDataSource.S3DataSource.S3Uri`` (``s3://`` read through
 boto3, so real S3 and a moto server both work; a local path is a documented extension).
+``EnableNetworkIsolation`` makes the variant's containers run with no outbound network.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def endpoint_spec(
                 "instance_type": variant.get("InstanceType") or "ml.m5.large",
                 "instance_count": int(variant.get("InitialInstanceCount") or 1),
                 "weight": float(variant.get("InitialVariantWeight", 1.0)),
+                "network_isolation": bool(model.get("EnableNetworkIsolation", False)),
             }
         )
         if variant.get("ContainerStartupHealthCheckTimeoutInSeconds"):

@@ -27,6 +27,16 @@ Documented choices (AWS's public samples where found, else ours):
   and wins over validation errors (AWS deserializes first). Timestamps take epoch numbers or
   ISO-8601 strings; an integer member refuses a fractional number (AWS would truncate it).
 * Members the model does not have are ignored; JSON ``null`` counts as absent.
+* Limits AWS documents that the model lacks are checked after the model's own rules, in the
+  same aggregated message: CreateModel's ``Environment`` maps ("The maximum length of each key
+  and value in the Environment map is 1024 bytes. The maximum length of all keys and values in
+  the map, combined, is 32 KB", all containers' maps together; API reference,
+  ContainerDefinition). The model's 1024 counts characters; a value within it but over 1024
+  UTF-8 bytes is reported as ``Map value must satisfy constraint: [Member must have length
+  less than or equal to 1024 bytes]`` (keys are ASCII by their pattern), a total over 32768
+  bytes as ``Value at 'primaryContainer.environment' failed to satisfy constraint: Member
+  must have a combined length of all keys and values less than or equal to 32768 bytes`` (at
+  ``containers`` when several maps add up to it). Both wordings are ours (no AWS sample found).
 * smlocal's one extension: a model location (``ModelDataUrl``, ``S3Uri``) may be a local path
   (``/path/model.tar.gz``, ``./dir``, ``file://...``), which AWS's pattern refuses.
 """
@@ -65,6 +75,9 @@ _POSIX = {"Lower": "a-z", "Upper": "A-Z", "Alpha": "a-zA-Z", "Digit": "0-9", "Al
           "Print": r"\x20-\x7E", "Punct": r"\x21-\x2F\x3A-\x40\x5B-\x60\x7B-\x7E",
           "Blank": r" \t", "Space": r" \t\n\x0B\f\r", "Cntrl": r"\x00-\x1F\x7F"}  # fmt: skip
 _JAVA_DOT = r"[^\n\r\x85\u2028\u2029]"  # Java's "." stops at every line terminator
+# CreateModel's documented Environment limits (UTF-8 bytes) that botocore's model lacks.
+_ENV_ENTRY_MAX_BYTES = 1024
+_ENV_TOTAL_MAX_BYTES = 32 * 1024
 
 
 def _is_number(value: Any) -> bool:
@@ -369,7 +382,43 @@ def violations(operation: str, params: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     if node is not None:
         _inner(node, dict(params), "", out)
+    if operation == "CreateModel":
+        out.extend(_environment_limits(params))
     return out
+
+
+def _environment_limits(params: Mapping[str, Any]) -> list[str]:
+    """CreateModel's documented byte limits on ``Environment`` (module docstring)."""
+    maps: list[tuple[str, dict[str, str]]] = []
+    primary = params.get("PrimaryContainer")
+    if isinstance(primary, dict) and isinstance(primary.get("Environment"), dict):
+        maps.append(("primaryContainer.environment", primary["Environment"]))
+    for index, container in enumerate(params.get("Containers") or [], 1):
+        if isinstance(container, dict) and isinstance(container.get("Environment"), dict):
+            maps.append((f"containers.{index}.member.environment", container["Environment"]))
+    out, total = [], 0
+    for path, env in maps:
+        # Over in characters is the model's violation already; this adds only the bytes. (A
+        # key is ASCII by its pattern, so its characters are its bytes.)
+        if any(len(v) <= _ENV_ENTRY_MAX_BYTES < _utf8_length(v) for v in env.values()):
+            rule = f"Member must have length less than or equal to {_ENV_ENTRY_MAX_BYTES} bytes"
+            out.append(
+                f"Value '{_java(env)}' at '{path}' failed to satisfy constraint: "
+                f"Map value must satisfy constraint: [{rule}]"
+            )
+        total += sum(_utf8_length(key) + _utf8_length(value) for key, value in env.items())
+    if total > _ENV_TOTAL_MAX_BYTES:
+        filled = [path for path, env in maps if env]
+        where = filled[0] if len(filled) == 1 else "containers"
+        out.append(
+            f"Value at '{where}' failed to satisfy constraint: Member must have a combined "
+            f"length of all keys and values less than or equal to {_ENV_TOTAL_MAX_BYTES} bytes"
+        )
+    return out
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def validate_input(operation: str, params: Mapping[str, Any]) -> None:

@@ -320,3 +320,101 @@ def test_validation_costs_microseconds() -> None:
         validate_input("CreateEndpointConfig", params)
     average_us = (time.perf_counter() - start) / rounds * 1e6
     print(f"validate_input(CreateEndpointConfig): {average_us:.1f} us per call")
+
+
+# ---- CreateModel's Environment limits (botocore's model, plus what AWS documents beyond it) ----
+ENV_VALUE_RULES = (
+    "[Member must have length less than or equal to 1024, Member must have length greater "
+    "than or equal to 0, Member must satisfy regular expression pattern: [\\S\\s]*]"
+)
+
+
+def model_with(**container: Any) -> dict[str, Any]:
+    return {"ModelName": "m", "PrimaryContainer": {"Image": "img:1", **container}}
+
+
+def test_environment_over_100_entries_is_awss_message() -> None:
+    env = {f"K{i}": "v" for i in range(101)}
+    error = refusal("CreateModel", model_with(Environment=env))
+    assert error.code == "ValidationException"
+    assert error.message == (
+        f"1 validation error detected: Value '{{{', '.join(f'K{i}=v' for i in range(101))}}}' "
+        "at 'primaryContainer.environment' failed to satisfy constraint: Member must have "
+        "length less than or equal to 100"
+    )
+    assert violations("CreateModel", model_with(Environment=dict(list(env.items())[:100]))) == []
+
+
+def test_environment_value_over_1024_is_awss_map_value_message() -> None:
+    # AWS's own answer (aws/sagemaker-sparkml-serving-container#12), at a pipeline's 2nd container.
+    containers = [{"Image": "a:1"}, {"Image": "b:1", "Environment": {"SCHEMA": "x" * 1025}}]
+    found = violations("CreateModel", {"ModelName": "m", "Containers": containers})
+    assert found == [
+        f"Value '{{SCHEMA={'x' * 1025}}}' at 'containers.2.member.environment' failed to "
+        f"satisfy constraint: Map value must satisfy constraint: {ENV_VALUE_RULES}"
+    ]
+    assert violations("CreateModel", model_with(Environment={"SCHEMA": "x" * 1024})) == []
+
+
+def test_environment_violations_are_aggregated_with_the_rest() -> None:
+    env = {"1BAD": "x", "LONG": "y" * 1025}
+    error = refusal("CreateModel", {**model_with(Environment=env), "ModelName": "-bad"})
+    assert error.message.startswith("3 validation errors detected: Value '-bad' at 'modelName'")
+    parts = error.message.split("; ")
+    assert parts[1].endswith("Map keys must satisfy constraint: [Member must have length less "
+                             "than or equal to 1024, Member must have length greater than or "
+                             "equal to 0, Member must satisfy regular expression pattern: "
+                             "[a-zA-Z_][a-zA-Z0-9_]*]")  # fmt: skip
+    assert parts[2].endswith(f"Map value must satisfy constraint: {ENV_VALUE_RULES}")
+
+
+def test_environment_total_over_32_kb_is_refused_at_create_model() -> None:
+    # 32 entries of 1024 bytes (4-byte key + 1020-byte value) are exactly 32 KB: allowed.
+    exactly = {f"K{i:03d}": "v" * 1020 for i in range(32)}
+    assert violations("CreateModel", model_with(Environment=exactly)) == []
+    over = {**exactly, "X": "1"}
+    error = refusal("CreateModel", model_with(Environment=over))
+    assert error.message == (
+        "1 validation error detected: Value at 'primaryContainer.environment' failed to "
+        "satisfy constraint: Member must have a combined length of all keys and values less "
+        "than or equal to 32768 bytes"
+    )
+
+
+def test_environment_total_counts_every_container_of_the_request() -> None:
+    half = {f"K{i:03d}": "v" * 1020 for i in range(17)}  # 17 KB each, 34 KB together
+    containers = [{"Image": "a:1", "Environment": half}, {"Image": "b:1", "Environment": half}]
+    found = violations("CreateModel", {"ModelName": "m", "Containers": containers})
+    assert found == [
+        "Value at 'containers' failed to satisfy constraint: Member must have a combined "
+        "length of all keys and values less than or equal to 32768 bytes"
+    ]
+    other = {f"J{i:03d}": "v" * 1020 for i in range(17)}
+    one = [{"Image": "a:1"}, {"Image": "b:1", "Environment": {**half, **other}}]
+    found = violations("CreateModel", {"ModelName": "m", "Containers": one})
+    assert [f.split(" failed")[0] for f in found] == ["Value at 'containers.2.member.environment'"]
+
+
+def test_environment_limits_are_bytes_as_aws_documents() -> None:
+    # 600 characters pass the model's length; as UTF-8 they are 1200 bytes, over AWS's 1024.
+    found = violations("CreateModel", model_with(Environment={"K": "é" * 600}))
+    assert found == [
+        f"Value '{{K={'é' * 600}}}' at 'primaryContainer.environment' failed to satisfy "
+        "constraint: Map value must satisfy constraint: [Member must have length less than or "
+        "equal to 1024 bytes]"
+    ]
+    assert violations("CreateModel", model_with(Environment={"K": "é" * 512})) == []
+
+
+def test_what_create_model_accepts_the_endpoint_spec_accepts() -> None:
+    # The spec (emulator.spec) checks the same limits at CreateEndpoint: nothing CreateModel
+    # lets through may fail there with a different message.
+    from smlocal.emulator.spec import build_spec
+
+    for env in (
+        {f"K{i:03d}": "v" * 1020 for i in range(32)},
+        {"K": "é" * 512},
+        {f"K{i}": "" for i in range(100)},
+    ):
+        assert violations("CreateModel", model_with(Environment=env)) == []
+        build_spec(name="ep", variants=[{"image": "img:1", "env": env}])
