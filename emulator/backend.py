@@ -14,11 +14,13 @@ from typing import Protocol
 __all__ = [
     "ISOLATED_NETWORK",
     "LABEL_ENDPOINT",
+    "LABEL_FLEET",
     "LABEL_INSTANCE",
     "LABEL_NETWORK",
     "LABEL_SESSION",
     "LABEL_VARIANT",
     "ContainerBackend",
+    "ContainerInfo",
     "ContainerRun",
     "ContainerState",
     "RunningContainer",
@@ -29,6 +31,9 @@ LABEL_ENDPOINT = "smlocal.endpoint"
 LABEL_SESSION = "smlocal.session"
 LABEL_VARIANT = "smlocal.variant"
 LABEL_INSTANCE = "smlocal.instance"
+# What the container runs (a hash of its endpoint and variant, weight and count aside): a
+# restarted service adopts a running container only when this still matches what is deployed.
+LABEL_FLEET = "smlocal.fleet"
 # EnableNetworkIsolation: the Docker network such a container joins, alone. The backend makes
 # it on first use (internal, no traffic between its containers, labelled LABEL_NETWORK=isolated)
 # and reuses it; the host reaches a container there on its address in the network.
@@ -83,6 +88,16 @@ class ContainerState:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class ContainerInfo:
+    """A container found by label, as a restarted service sees it: how to reach it, its
+    labels, and whether it still runs."""
+
+    container: RunningContainer
+    labels: Mapping[str, str]
+    running: bool
+
+
 class ContainerBackend(Protocol):
     def start(self, run: ContainerRun) -> RunningContainer: ...
 
@@ -90,10 +105,17 @@ class ContainerBackend(Protocol):
 
     def logs(self, container_id: str, tail: int = 50) -> str: ...
 
-    def follow_logs(self, container_id: str) -> Iterator[bytes]: ...
+    def follow_logs(self, container_id: str, since: float | None = None) -> Iterator[bytes]:
+        """The container's output as it comes; with ``since`` (epoch seconds), only what it
+        wrote from then on (an adopted container's earlier lines were already read)."""
+        ...
 
     def stop(self, container_id: str, timeout_s: float = 30.0) -> None: ...
 
     def remove(self, container_id: str) -> None: ...
 
     def find(self, labels: Mapping[str, str]) -> list[str]: ...
+
+    def inspect(self, container_id: str) -> ContainerInfo:
+        """A container found by label, for adoption. Raises BackendError when it is gone."""
+        ...

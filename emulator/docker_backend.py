@@ -32,6 +32,7 @@ from smlocal.emulator.backend import (
     CONTAINER_PORT,
     ISOLATED_NETWORK,
     LABEL_NETWORK,
+    ContainerInfo,
     ContainerRun,
     ContainerState,
     RunningContainer,
@@ -256,8 +257,11 @@ class DockerBackend:
             return ""
         return raw.decode(errors="replace")
 
-    def follow_logs(self, container_id: str) -> Iterator[bytes]:
-        stream: Iterator[bytes] = self._container(container_id).logs(stream=True, follow=True)
+    def follow_logs(self, container_id: str, since: float | None = None) -> Iterator[bytes]:
+        extra: dict[str, Any] = {"since": float(since)} if since else {}
+        stream: Iterator[bytes] = self._container(container_id).logs(
+            stream=True, follow=True, **extra
+        )
         return stream
 
     def stop(self, container_id: str, timeout_s: float = 30.0) -> None:
@@ -280,6 +284,30 @@ class DockerBackend:
     def find(self, labels: Mapping[str, str]) -> list[str]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
         return [c.id for c in self._client.containers.list(all=True, filters=filters)]
+
+    def inspect(self, container_id: str) -> ContainerInfo:
+        """A container found by label: its addresses as :meth:`start` gave them (the server
+        port is 8080 unless its environment sets SAGEMAKER_BIND_TO_PORT), its labels, and
+        whether it runs."""
+        attrs = self._container(container_id).attrs
+        config = attrs.get("Config") or {}
+        env = dict(str(item).partition("=")[::2] for item in config.get("Env") or [])
+        port_text = env.get("SAGEMAKER_BIND_TO_PORT", "")
+        port = int(port_text) if port_text.isdigit() else CONTAINER_PORT
+        bindings = (attrs["NetworkSettings"].get("Ports") or {}).get(f"{port}/tcp") or []
+        host_ip = str(bindings[0].get("HostIp") or "") if bindings else ""
+        if host_ip in ("", "0.0.0.0", "::"):  # noqa: S104 - an address read, not bound
+            host_ip = "127.0.0.1"
+        direct = self._bridge(attrs, port)
+        published = self._published(attrs, host_ip, port)
+        if not bindings and direct is not None:
+            published = direct  # a container on a custom network: reached on its address
+        name = str(attrs.get("Name") or container_id[:12]).lstrip("/")
+        return ContainerInfo(
+            container=RunningContainer(container_id, name, published, direct),
+            labels=dict(config.get("Labels") or {}),
+            running=bool((attrs.get("State") or {}).get("Running")),
+        )
 
 
 def _refuse_new_connections_to_host(bridge: str) -> None:

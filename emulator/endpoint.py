@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
+import hashlib
 import itertools
+import json
 import logging
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,15 +31,23 @@ import aiohttp
 from smlocal.emulator.aws_errors import AwsError, validation_error
 from smlocal.emulator.backend import (
     LABEL_ENDPOINT,
+    LABEL_FLEET,
     LABEL_INSTANCE,
     LABEL_SESSION,
     LABEL_VARIANT,
     ContainerBackend,
+    ContainerInfo,
     ContainerRun,
     RunningContainer,
 )
 from smlocal.emulator.errors import EndpointFailedError
-from smlocal.emulator.health import WaitStrategy, exit_message, ping, wait_until_healthy
+from smlocal.emulator.health import (
+    PING_TIMEOUT_S,
+    WaitStrategy,
+    exit_message,
+    ping,
+    wait_until_healthy,
+)
 from smlocal.emulator.metrics import EndpointMetrics
 from smlocal.emulator.spec import EndpointSpec, VariantSpec
 
@@ -133,18 +144,31 @@ class Endpoint:
             )
         return self._http
 
-    async def start(self) -> None:
-        """Start every instance and wait for health. Raises EndpointFailedError (status Failed)."""
+    async def start(
+        self, adopt: Sequence[ContainerInfo] = (), *, logs_since: float | None = None
+    ) -> None:
+        """Start every instance and wait for health. Raises EndpointFailedError (status Failed).
+
+        ``adopt``: containers a previous run of the service left running (after a SIGKILL).
+        Those of this endpoint's current fleet that answer /ping become instances, up to each
+        variant's count (their logs followed from ``logs_since``); every other one is removed,
+        and fresh instances make up the rest.
+        """
         log.info("endpoint %s: Creating (%d variant(s))", self.spec.name, len(self.spec.variants))
+        adopted = await self._adopt(adopt, logs_since)
         starts = [
             asyncio.create_task(self._start_instance(variant), name=f"start-{variant.name}")
             for variant in self.spec.variants
-            for _ in range(variant.instance_count)
+            for _ in range(variant.instance_count - adopted.get(variant.name, 0))
         ]
         # The first failure ends the creation at once (an instance that exited must not wait
         # for its siblings' startup windows), and the rest are cancelled.
         try:
-            done, pending = await asyncio.wait(starts, return_when=asyncio.FIRST_EXCEPTION)
+            done, pending = (
+                await asyncio.wait(starts, return_when=asyncio.FIRST_EXCEPTION)
+                if starts
+                else (set(), set())
+            )
         except asyncio.CancelledError:
             # Stopped while Creating: each start removes its own container on cancellation,
             # so wait for them all before letting the cancellation through.
@@ -234,7 +258,7 @@ class Endpoint:
 
     async def _start_instance(self, variant: VariantSpec) -> Instance:
         index = next(self._next_index[variant.name])
-        run = self._container_run(variant, index)
+        run = self._labelled(variant, self._container_run(variant, index))
         starting = asyncio.ensure_future(asyncio.to_thread(self.backend.start, run))
         try:
             container = await asyncio.shield(starting)
@@ -267,7 +291,9 @@ class Endpoint:
                 return container.direct
         return container.published
 
-    def _follow_logs(self, container: RunningContainer, label: str) -> None:
+    def _follow_logs(
+        self, container: RunningContainer, label: str, since: float | None = None
+    ) -> None:
         sink = self._log_sink
         if sink is None:
             return
@@ -275,7 +301,12 @@ class Endpoint:
         def pump() -> None:
             pending = b""
             try:
-                for chunk in self.backend.follow_logs(container.id):
+                stream = (
+                    self.backend.follow_logs(container.id, since)
+                    if since is not None
+                    else self.backend.follow_logs(container.id)
+                )
+                for chunk in stream:
                     pending += chunk
                     *lines, pending = pending.split(b"\n")
                     for line in lines:
@@ -286,6 +317,109 @@ class Endpoint:
                 sink(label, pending.decode(errors="replace"))
 
         threading.Thread(target=pump, name=f"logs-{label}", daemon=True).start()
+
+    # ---- adoption (a restarted service takes over the containers it left running) ------------
+    def _labelled(self, variant: VariantSpec, run: ContainerRun) -> ContainerRun:
+        return dataclasses.replace(run, labels={**run.labels, LABEL_FLEET: self.fleet(variant)})
+
+    def fleet(self, variant: VariantSpec) -> str:
+        """What a container of ``variant`` runs, as a short hash: its endpoint and variant,
+        image, model (by content digest), environment, limits and placement. Weight and
+        instance count are not in it: they change live without new containers."""
+        run = self._container_run(variant, 0)
+        model = self.models.get(variant.name)
+        facts = {
+            "endpoint": self.spec.name,
+            "variant": variant.name,
+            "image": run.image,
+            "model": model.digest if model else None,
+            "env": dict(run.env),
+            "cpus": run.cpus,
+            "memory": run.memory_bytes,
+            "command": list(run.command),
+            "host_ip": run.host_ip,
+            "network": run.network,
+            "port": run.container_port,
+            "model_read_only": run.model_read_only,
+        }
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+    async def _adopt(
+        self, found: Sequence[ContainerInfo], logs_since: float | None
+    ) -> dict[str, int]:
+        """Take over the running containers of this fleet that answer /ping (2 s), up to each
+        variant's count; remove the rest. Returns how many each variant adopted."""
+        if not found:
+            return {}
+        adopted: dict[str, int] = {}
+        left = list(found)
+        try:
+            fleets = {v.name: self.fleet(v) for v in self.spec.variants}
+            candidates = [
+                info
+                for info in found
+                if info.running
+                and info.labels.get(LABEL_ENDPOINT) == self.spec.name
+                and info.labels.get(LABEL_SESSION) == self.session_id
+                and fleets.get(info.labels.get(LABEL_VARIANT, "")) == info.labels.get(LABEL_FLEET)
+            ]
+            checks = await asyncio.gather(*(self._adoptable(info) for info in candidates))
+            for info, (address, took) in sorted(
+                zip(candidates, checks, strict=True), key=lambda pair: _index(pair[0])
+            ):
+                variant = self.spec.variant(info.labels[LABEL_VARIANT])
+                assert variant is not None
+                if address is None or adopted.get(variant.name, 0) >= variant.instance_count:
+                    continue
+                index = _index(info)
+                instance = Instance(
+                    variant.name, index, info.container, address, time_to_healthy_s=took
+                )
+                self.instances[variant.name].append(instance)
+                left.remove(info)
+                adopted[variant.name] = adopted.get(variant.name, 0) + 1
+                self._follow_logs(info.container, instance.label, logs_since)
+                log.info(
+                    "instance %s adopted: container %s answers at %s:%d",
+                    instance.label,
+                    info.container.name,
+                    *address,
+                )
+            for variant in self.spec.variants:
+                used = [i.index for i in self.instances[variant.name]]
+                self._next_index[variant.name] = itertools.count(max(used, default=-1) + 1)
+        finally:
+            # Unhealthy, exited, surplus or of another fleet: removed, even when cancelled.
+            if left:
+                for info in left:
+                    log.info(
+                        "container %s of the previous run is not adopted: removed",
+                        info.container.name,
+                    )
+                await asyncio.shield(asyncio.to_thread(self._remove_now, left))
+        return adopted
+
+    async def _adoptable(self, info: ContainerInfo) -> tuple[tuple[str, int] | None, float]:
+        """The address traffic will use, if the container answers /ping 200 there (and on its
+        published port, which the health monitor pings) within 2 s; and how long it took."""
+        started = time.monotonic()
+        address = await self._best_address(info.container)
+        addresses = {address, info.container.published}
+        results = await asyncio.gather(
+            *(ping(self.http, a, timeout_s=PING_TIMEOUT_S) for a in addresses)
+        )
+        if not all(r.ok for r in results):
+            failed = next(r for r in results if not r.ok)
+            log.info("container %s fails /ping: %s", info.container.name, failed.describe())
+            return None, 0.0
+        return address, time.monotonic() - started
+
+    def _remove_now(self, found: Sequence[ContainerInfo]) -> None:
+        for info in found:
+            with contextlib.suppress(Exception):
+                self.backend.stop(info.container.id, 0)
+            with contextlib.suppress(Exception):
+                self.backend.remove(info.container.id)
 
     # ---- health while in service -------------------------------------------------------
     async def _monitor_health(self) -> None:
@@ -416,6 +550,11 @@ class Endpoint:
                 for v in self.spec.variants
             ],
         }
+
+
+def _index(info: ContainerInfo) -> int:
+    text = info.labels.get(LABEL_INSTANCE, "")
+    return int(text) if text.isdigit() else 1_000_000
 
 
 def _no_capacity(endpoint: str) -> AwsError:

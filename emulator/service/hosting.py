@@ -18,16 +18,17 @@ while Creating or Updating, in AWS's words.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from smlocal.emulator.artifacts import StagedModel, stage_model
 from smlocal.emulator.aws_errors import AwsError
-from smlocal.emulator.backend import ContainerBackend
+from smlocal.emulator.backend import LABEL_ENDPOINT, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
 from smlocal.emulator.errors import SmlocalError
 from smlocal.emulator.service.resources import already_exists, arn, in_progress, not_found
@@ -226,10 +227,25 @@ class HostingService:
         return {}
 
     # ---- the service's own life ----------------------------------------------------------
-    async def recover(self) -> None:
+    async def recover(
+        self,
+        found: Sequence[ContainerInfo] = (),
+        logs_since: Callable[[str], float | None] | None = None,
+    ) -> None:
         """After a restart: bring back every endpoint that was serving or on its way, as it
         was deployed (weights and counts included), even if its config or models were
-        deleted since, as AWS keeps such an endpoint running."""
+        deleted since, as AWS keeps such an endpoint running.
+
+        ``found``: the containers the previous run left (by its ``smlocal.session`` label;
+        still running after a SIGKILL). Each endpoint brought back adopts those of its fleet
+        that answer /ping and starts fresh ones for the rest; every other container (of an
+        endpoint deleted or failed, of an older fleet, unhealthy, surplus, exited) is removed.
+        ``logs_since(name)``: when the endpoint's log last got a line, so an adopted
+        container's log goes on from there.
+        """
+        by_endpoint: dict[str, list[ContainerInfo]] = {}
+        for info in found:
+            by_endpoint.setdefault(info.labels.get(LABEL_ENDPOINT, ""), []).append(info)
         for record in self.store.all(Kind.ENDPOINT):
             name, status = record["EndpointName"], record["EndpointStatus"]
             if status == "Deleting":
@@ -248,9 +264,20 @@ class HostingService:
                     "smlocal was stopped during an update of this endpoint; it came back on its "
                     "previous configuration"
                 )
-            log.info("endpoint %s was %s: starting it again", name, status)
+            adopt = by_endpoint.pop(name, [])
+            log.info(
+                "endpoint %s was %s: bringing it back (%d container(s) of it still there)",
+                name,
+                status,
+                len(adopt),
+            )
             self._set_status(record, "Creating" if status == "Creating" else "Updating", **extra)
-            self._background(self._bring_up(name, spec), f"recover-{name}")
+            since = logs_since(name) if logs_since is not None and adopt else None
+            self._background(self._bring_up(name, spec, adopt, since), f"recover-{name}")
+        rest = [info for group in by_endpoint.values() for info in group]
+        if rest:
+            log.warning("removing %d container(s) an earlier run of this service left", len(rest))
+            await asyncio.to_thread(self._remove_now, rest)
 
     async def close(self) -> None:
         """Stop every container (graceful); records stay, so a restart brings them back.
@@ -273,8 +300,25 @@ class HostingService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _start(self, spec: EndpointSpec) -> Endpoint:
-        models = await asyncio.to_thread(self._stage, spec)
+    def _remove_now(self, found: Sequence[ContainerInfo]) -> None:
+        for info in found:
+            with contextlib.suppress(Exception):
+                self.backend.stop(info.container.id, 0)
+            with contextlib.suppress(Exception):
+                self.backend.remove(info.container.id)
+
+    async def _start(
+        self,
+        spec: EndpointSpec,
+        adopt: Sequence[ContainerInfo] = (),
+        logs_since: float | None = None,
+    ) -> Endpoint:
+        try:
+            models = await asyncio.to_thread(self._stage, spec)
+        except BaseException:
+            # The endpoint never got them: nobody else would remove them.
+            await asyncio.shield(asyncio.to_thread(self._remove_now, adopt))
+            raise
         endpoint = Endpoint(
             spec,
             self.backend,
@@ -284,7 +328,7 @@ class HostingService:
             session_id=self.session_id,
         )
         try:
-            await endpoint.start()
+            await endpoint.start(adopt, logs_since=logs_since)
         except BaseException:
             await endpoint.stop()
             raise
@@ -295,9 +339,15 @@ class HostingService:
             v.name: stage_model(v.model, self.cache_dir) if v.model else None for v in spec.variants
         }
 
-    async def _bring_up(self, name: str, spec: EndpointSpec) -> None:
+    async def _bring_up(
+        self,
+        name: str,
+        spec: EndpointSpec,
+        adopt: Sequence[ContainerInfo] = (),
+        logs_since: float | None = None,
+    ) -> None:
         try:
-            endpoint = await self._start(spec)
+            endpoint = await self._start(spec, adopt, logs_since)
         except SmlocalError as error:
             self._fail(name, error)
             return

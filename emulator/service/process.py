@@ -1,11 +1,13 @@
 """``smlocal server``: the local SageMaker service, control plane and runtime API on one port.
 
 Owns the service's life: claim the port, open the state (SQLite under
-``$SMLOCAL_HOME/service/``), sweep every container an earlier run of this service left (by
-the ``smlocal.session`` label, which is this state directory's service id: after a SIGKILL
-nothing is orphaned or duplicated), serve, bring back every endpoint that was InService (its
-containers started afresh), and on SIGINT/SIGTERM stop every container gracefully while
-keeping the records, so the next start brings the same endpoints back.
+``$SMLOCAL_HOME/service/``), find every container an earlier run of this service left (by
+the ``smlocal.session`` label, which is this state directory's service id), serve, and bring
+back every endpoint that was InService: after a SIGKILL its containers still run, and those
+of the deployed fleet that answer /ping are adopted, fresh ones start for the rest, and every
+other container is removed (nothing orphaned or duplicated). On SIGINT/SIGTERM every
+container stops gracefully while the records stay, so the next start brings the same
+endpoints back (started afresh).
 
 ``$SMLOCAL_HOME/service/server.json`` says where a running service listens (``smlocal server
 status`` / ``stop``); the process can also run detached (``python -m
@@ -34,7 +36,7 @@ from typing import IO
 import uvicorn
 
 from smlocal.emulator.aws_errors import load_error_table
-from smlocal.emulator.backend import LABEL_SESSION, ContainerBackend
+from smlocal.emulator.backend import LABEL_SESSION, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import LogSink, MonitorSettings
 from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.runtime_api import RuntimeApi
@@ -156,6 +158,13 @@ class _EndpointLogs:
 
         return write
 
+    def last_written(self, name: str) -> float | None:
+        """When the endpoint's log last got a line (its file's mtime), if it has one."""
+        try:
+            return self.state.log_file(name).stat().st_mtime
+        except OSError:
+            return None
+
     def close(self) -> None:
         with self._lock:
             for handle in self._files.values():
@@ -163,14 +172,19 @@ class _EndpointLogs:
             self._files.clear()
 
 
-def _sweep(backend: ContainerBackend, service_id: str) -> int:
-    leftovers = backend.find({LABEL_SESSION: service_id})
-    for container_id in leftovers:
-        with contextlib.suppress(Exception):
-            backend.stop(container_id, 0)
-        with contextlib.suppress(Exception):
-            backend.remove(container_id)
-    return len(leftovers)
+def _survey(backend: ContainerBackend, service_id: str) -> list[ContainerInfo]:
+    """Every container an earlier run of this service left (after a SIGKILL they still run),
+    for :meth:`HostingService.recover` to adopt or remove. Taken before the API answers, so
+    no container of this run is among them."""
+    found = []
+    for container_id in backend.find({LABEL_SESSION: service_id}):
+        try:
+            found.append(backend.inspect(container_id))
+        except Exception as error:  # gone meanwhile, or unreadable: make sure it is gone
+            log.debug("container %s cannot be inspected: %s", container_id[:12], error)
+            with contextlib.suppress(Exception):
+                backend.remove(container_id)
+    return found
 
 
 def image_resolver(
@@ -208,9 +222,7 @@ async def run_service(
     host, port = sock.getsockname()[:2]
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     service_id = _service_id(state)
-    swept = await asyncio.to_thread(_sweep, backend, service_id)
-    if swept:
-        log.warning("removed %d container(s) an earlier run of this service left", swept)
+    leftovers = await asyncio.to_thread(_survey, backend, service_id)
     try:
         store = Store(_service_dir(state) / "state.db")
     except (sqlite3.DatabaseError, RuntimeError) as error:
@@ -246,7 +258,7 @@ async def run_service(
         while not server.started and not server_task.done():
             await asyncio.sleep(0.01)
         record_path.write_text(json.dumps(asdict(ServiceRecord(os.getpid(), url, time.time()))))
-        await hosting.recover()
+        await hosting.recover(leftovers, logs.last_written)
         if on_ready is not None:
             on_ready(url)
         await stop.wait()

@@ -217,6 +217,10 @@ def test_sigkill_and_restart_bring_back_exactly_the_endpoints(
     while run(SMLOCAL, "server", "status", env=env).returncode == 0:
         assert time.monotonic() < deadline, "the killed service still looks alive"
         time.sleep(0.1)
+    # The dead service's containers still run; one of "second" dies meanwhile.
+    first_before = {c.id for c in containers_of("first")}
+    killed, survivor = sorted(c.id for c in containers_of("second"))
+    docker.from_env().containers.get(killed).kill()
     port = env["SMLOCAL_URL"].rsplit(":", 1)[1]
     restarted = run(SMLOCAL, "server", "--port", port, "--detach", env=env)
     assert restarted.returncode == 0, restarted.stderr
@@ -224,17 +228,26 @@ def test_sigkill_and_restart_bring_back_exactly_the_endpoints(
         wait_in_service(env, name)
     after = {c.id for name in ("first", "second") for c in containers_of(name)}
     assert len(after) == 3, "each endpoint has exactly its own containers: none duplicated"
-    assert not before & after, "the dead service's containers were swept, not left running"
+    assert {c.id for c in containers_of("first")} == first_before, "first's container adopted"
+    second = {c.id for c in containers_of("second")}
+    assert survivor in second, "second's healthy container adopted"
+    assert killed not in second, "the killed one removed, not left exited"
+    assert before & after == first_before | {survivor}
+    service_id = (Path(env["SMLOCAL_HOME"]) / "service" / "id").read_text().strip()
+    mine = f"label=smlocal.session={service_id}"
+    listed = run("docker", "ps", "-q", "--no-trunc", "--filter", mine, env=env)
+    assert set(listed.stdout.split()) == after, "docker ps shows exactly the serving ones"
     runtime = boto3.client(
         "sagemaker-runtime",
         endpoint_url=env["SMLOCAL_URL"],
         region_name="us-east-1",
         config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}),
     )
-    answer = runtime.invoke_endpoint(
-        EndpointName="second", Body=b'{"a": 1}', ContentType="application/json"
-    )
-    assert json.loads(answer["Body"].read()) == {"a": 1}
+    for _ in range(4):  # round robin: the adopted instance and the fresh one both answer
+        answer = runtime.invoke_endpoint(
+            EndpointName="second", Body=b'{"a": 1}', ContentType="application/json"
+        )
+        assert json.loads(answer["Body"].read()) == {"a": 1}
 
 
 def test_second_service_on_the_same_home_is_refused(service_env: dict[str, str]) -> None:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from smlocal.emulator.backend import ContainerRun, ContainerState, RunningContainer
-from smlocal.emulator.errors import ImageNotFoundError
+from smlocal.emulator.backend import ContainerInfo, ContainerRun, ContainerState, RunningContainer
+from smlocal.emulator.errors import BackendError, ImageNotFoundError
 
 # (method, path, headers, body) -> (status, headers, body)
 Handler = Callable[[str, str, Mapping[str, str], bytes], tuple[int, dict[str, str], bytes]]
@@ -70,6 +70,12 @@ class FakeBackend:
         self.images = dict(images)
         self.containers: dict[str, FakeContainer] = {}
         self.stopped: list[str] = []
+        self.removed: set[str] = set()
+        # (container id, since) of every log stream followed
+        self.follows: list[tuple[str, float | None]] = []
+        # Test hook for a SIGKILLed service: while set, stop and remove do nothing (the dead
+        # process never got to them), so its containers keep running.
+        self.frozen = False
 
     def start(self, run: ContainerRun) -> RunningContainer:
         image = self.images.get(run.image)
@@ -95,6 +101,10 @@ class FakeBackend:
 
             def _serve(self) -> None:
                 container = backend.containers[container_id]
+                if container.server is None:  # stopped: a kept-alive connection is cut too
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -156,11 +166,16 @@ class FakeBackend:
         lines = self.containers[container_id].image.log_lines
         return "\n".join(lines[-tail:]) + "\n"
 
-    def follow_logs(self, container_id: str) -> Iterator[bytes]:
+    def follow_logs(self, container_id: str, since: float | None = None) -> Iterator[bytes]:
+        self.follows.append((container_id, since))
+        if since is not None:
+            return  # the fake writes its lines at start only: none since then
         for line in self.containers[container_id].image.log_lines:
             yield line.encode() + b"\n"
 
     def stop(self, container_id: str, timeout_s: float = 30.0) -> None:
+        if self.frozen:
+            return
         container = self.containers[container_id]
         if container.server is not None:
             container.server.shutdown()
@@ -171,13 +186,35 @@ class FakeBackend:
         self.stopped.append(container_id)
 
     def remove(self, container_id: str) -> None:
-        pass
+        if self.frozen:
+            return
+        self.stop(container_id)
+        self.removed.add(container_id)
 
     def find(self, labels: Mapping[str, str]) -> list[str]:
         return [
             cid
             for cid, c in self.containers.items()
-            if all(c.run.labels.get(k) == v for k, v in labels.items())
+            if cid not in self.removed and all(c.run.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def inspect(self, container_id: str) -> ContainerInfo:
+        container = self.containers.get(container_id)
+        if container is None or container_id in self.removed:
+            raise BackendError(f"container {container_id[:12]} no longer exists")
+        port = container.server.server_address[1] if container.server else 1
+        return ContainerInfo(
+            RunningContainer(container_id, container.run.name, ("127.0.0.1", int(port)), None),
+            dict(container.run.labels),
+            running=container.exit_code is None,
+        )
+
+    def running(self) -> list[str]:
+        """Test helper: the containers that still run and are not removed."""
+        return [
+            cid
+            for cid, c in self.containers.items()
+            if c.exit_code is None and cid not in self.removed
         ]
 
     def kill(self, container_id: str, code: int = 137) -> None:

@@ -450,3 +450,122 @@ def test_members_the_model_lacks_are_not_stored(service: Clients) -> None:
     )
     urllib.request.urlopen(request, timeout=10).read()
     assert "Bogus" not in service.sm.describe_model(ModelName="m")
+
+
+# ---- re-adoption after a SIGKILL ---------------------------------------------------------
+def _service_id(tmp_path: Path) -> str:
+    return (tmp_path / "service" / "id").read_text().strip()
+
+
+def _of(backend: FakeBackend, endpoint: str) -> set[str]:
+    """The running containers of ``endpoint``."""
+    labels = {c: backend.containers[c].run.labels for c in backend.running()}
+    return {c for c, found in labels.items() if found.get("smlocal.endpoint") == endpoint}
+
+
+def test_restart_after_sigkill_adopts_the_healthy_containers_and_removes_the_rest(
+    backend: FakeBackend, tmp_path: Path
+) -> None:
+    from smlocal.emulator.backend import ContainerRun
+
+    state = StateDir(tmp_path)
+    with service_in_background(backend, state=state, settings=FAST) as url:
+        clients = Clients(url)
+        clients.deploy("one", "blue:1")
+        clients.deploy("two", "green:1", count=3)
+        clients.deploy("three", "green:1", count=2)
+        clients.deploy("gone", "blue:1")
+        backend.frozen = True  # from here on the service "is killed": it stops nothing
+        clients.sm.update_endpoint_weights_and_capacities(
+            EndpointName="two",
+            DesiredWeightsAndCapacities=[{"VariantName": "V1", "DesiredInstanceCount": 1}],
+        )
+        clients.sm.get_waiter("endpoint_in_service").wait(EndpointName="two", WaiterConfig=WAIT)
+        clients.sm.delete_endpoint(EndpointName="gone")
+        clients.sm.get_waiter("endpoint_deleted").wait(EndpointName="gone", WaiterConfig=WAIT)
+    backend.frozen = False
+    one, two, three = _of(backend, "one"), _of(backend, "two"), _of(backend, "three")
+    gone = _of(backend, "gone")
+    assert [len(one), len(two), len(three), len(gone)] == [1, 3, 2, 1], "all left running"
+    # "two" was scaled in to 1, which the dead service never carried out: of its three, one
+    # has exited, and of the two healthy ones one is adopted, the surplus one removed.
+    exited, *healthy = sorted(two, key=lambda c: backend.containers[c].run.name)
+    backend.kill(exited)
+    # "three": one runs but no longer answers (adopted: no; started afresh instead).
+    deaf, well = sorted(three, key=lambda c: backend.containers[c].run.name)
+    deaf_container = backend.containers[deaf]
+    assert deaf_container.server is not None
+    deaf_container.server.shutdown()
+    deaf_container.server.server_close()
+    deaf_container.server = None
+    # A container of an older fleet of "one" (another image/spec), with this session's labels.
+    stale = backend.start(
+        ContainerRun(
+            image="blue:1",
+            name="smlocal-one-v1-9-stale",
+            model_dir=None,
+            env={},
+            cpus=2.0,
+            memory_bytes=8 << 30,
+            labels={
+                "smlocal.endpoint": "one",
+                "smlocal.session": _service_id(tmp_path),
+                "smlocal.variant": "V1",
+                "smlocal.instance": "0",
+                "smlocal.fleet": "an-older-fleet",
+            },
+        )
+    ).id
+    backend.stopped.clear()
+    with service_in_background(backend, state=state, settings=FAST) as url:
+        clients = Clients(url)
+        for name in ("one", "two", "three"):
+            clients.sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=WAIT)
+        assert _of(backend, "one") == one, "the healthy container of one is adopted"
+        now_two, now_three = _of(backend, "two"), _of(backend, "three")
+        assert len(now_two) == 1 and now_two < set(healthy), "one adopted, the surplus removed"
+        assert len(now_three) == 2 and well in now_three and deaf not in now_three
+        assert not _of(backend, "gone"), "the deleted endpoint's container is removed"
+        assert {exited, deaf, stale, *(set(healthy) - now_two), *gone} <= backend.removed
+        running = one | now_two | now_three
+        assert set(backend.running()) == running, "nothing else runs"
+        assert clients.invoke("one")["image"] == "blue"
+        (adopted_one,) = one
+        assert backend.containers[adopted_one].requests, "traffic reaches the adopted one"
+        # Its log is followed from where the previous run's log file ended, not replayed.
+        assert [since for cid, since in backend.follows if cid == adopted_one][-1] is not None
+        variants = clients.sm.describe_endpoint(EndpointName="three")["ProductionVariants"]
+        assert variants[0]["CurrentInstanceCount"] == 2
+    assert not backend.running(), "a graceful stop stops the adopted containers too"
+
+
+def test_adopted_instances_are_monitored_replaced_and_deleted_like_started_ones(
+    backend: FakeBackend, tmp_path: Path
+) -> None:
+    state = StateDir(tmp_path)
+    with service_in_background(backend, state=state, settings=FAST) as url:
+        Clients(url).deploy("ep", "blue:1", count=2)
+        backend.frozen = True
+    backend.frozen = False
+    before = _of(backend, "ep")
+    with service_in_background(backend, state=state, settings=FAST) as url:
+        clients = Clients(url)
+        clients.sm.get_waiter("endpoint_in_service").wait(EndpointName="ep", WaiterConfig=WAIT)
+        assert _of(backend, "ep") == before
+        victim, survivor = sorted(before)
+        backend.kill(victim)
+        deadline = time.monotonic() + 30
+        while len(_of(backend, "ep")) < 2 or victim in _of(backend, "ep"):
+            assert time.monotonic() < deadline, "the dead adopted instance was not replaced"
+            time.sleep(0.1)
+        replaced = _of(backend, "ep")
+        assert survivor in replaced
+        names = sorted(backend.containers[c].run.name for c in replaced)
+        assert len({n.rsplit("-", 2)[1] for n in names}) == 2, "no instance index reused"
+        with Loop(clients, "ep") as loop:
+            time.sleep(0.5)
+        assert loop.failures == [] and loop.answers
+        clients.sm.delete_endpoint(EndpointName="ep")
+        clients.sm.get_waiter("endpoint_deleted").wait(EndpointName="ep", WaiterConfig=WAIT)
+        assert survivor in backend.stopped and survivor in backend.removed
+        assert not backend.running()
