@@ -30,6 +30,7 @@ import aiohttp
 
 from smlocal.emulator.aws_errors import AwsError, validation_error
 from smlocal.emulator.backend import (
+    ISOLATED_NETWORK,
     LABEL_ENDPOINT,
     LABEL_FLEET,
     LABEL_INSTANCE,
@@ -254,6 +255,7 @@ class Endpoint:
                 LABEL_INSTANCE: str(index),
             },
             host_ip=self.settings.host_ip,
+            network=ISOLATED_NETWORK if variant.network_isolation else None,
         )
 
     async def _start_instance(self, variant: VariantSpec) -> Instance:

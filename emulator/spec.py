@@ -116,8 +116,11 @@ def _describe(error: ValidationError) -> str:
         nested = any(len(o["loc"]) > len(item["loc"]) for o in items if o is not item)
         if item["type"] == "too_short" and nested:
             continue
-        where = ".".join(str(p) for p in item["loc"]) or "spec"
         message = str(item["msg"]).removeprefix("Value error, ")
+        if item["loc"][-1:] == ("instance_type",):
+            parts.append(message)  # says which type and what to use: no field path needed
+            continue
+        where = ".".join(str(p) for p in item["loc"]) or "spec"
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
@@ -127,4 +130,7 @@ def build_spec(**fields: object) -> EndpointSpec:
     try:
         return EndpointSpec.model_validate(fields)
     except ValidationError as error:
-        raise ConfigError(f"invalid endpoint spec: {_describe(error)}") from None
+        described = _describe(error)
+        if described.startswith("unknown instance type") and ";" not in described:
+            raise ConfigError(described) from None
+        raise ConfigError(f"invalid endpoint spec: {described}") from None
