@@ -26,9 +26,11 @@ import asyncio
 import http.client
 import json
 import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -188,6 +190,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model for --image")
     args = parser.parse_args()
     model_args = ["--model", args.model] if args.model else []
+    # A service of its own (serve --detach starts it), stopped at the end.
+    os.environ["SMLOCAL_HOME"] = tempfile.mkdtemp(prefix="smlocal-bench-")
     served = subprocess.run(
         [SMLOCAL, "serve", args.image, *model_args, "--name", NAME, "--port", "0", "--detach"],
         capture_output=True,
@@ -201,6 +205,7 @@ def main() -> None:
         report_throughput(paths, args.seconds, args.clients)
     finally:
         subprocess.run([SMLOCAL, "stop", NAME], capture_output=True, check=False)
+        subprocess.run([SMLOCAL, "server", "stop"], capture_output=True, check=False)
     if not args.model:  # the start-up comparison runs model-less images
         report_startup(args.image, args.startups)
 

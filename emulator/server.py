@@ -1,10 +1,15 @@
-"""The serving process behind ``smlocal serve``: one endpoint, its runtime API, until stopped.
+"""One endpoint and its runtime API on a port of its own, in-process, until stopped.
+
+What contract-test, the load-test target and promote's quality gate drive from Python
+(through :func:`smlocal.emulator.background.serve_in_background`); ``smlocal serve`` uses the
+local service instead (:mod:`smlocal.emulator.service`). Also the serving pieces the service
+shares: :func:`bind_socket`, :class:`QuietServer`, :func:`fast_loop_factory`.
 
 Owns the order of things: claim the port (a clear error if taken), stage each variant's model,
 open the runtime API at once (so status is visible while the endpoint is Creating), bring the
-endpoint InService or Failed, publish a run record for ``ps``/``stop``/``invoke``, keep the
-container log in a file, and on stop (SIGINT/SIGTERM) stop containers with SIGTERM then SIGKILL
-after the grace period. Reports progress through an :class:`EventSink`; never prints.
+endpoint InService or Failed, keep the container log in a file, and on stop stop containers
+with SIGTERM then SIGKILL after the grace period. Reports progress through an
+:class:`EventSink`; never prints.
 """
 
 from __future__ import annotations
@@ -13,11 +18,9 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,7 @@ from smlocal.emulator.errors import ConfigError, EndpointFailedError
 from smlocal.emulator.metrics import EndpointMetrics
 from smlocal.emulator.runtime_api import create_app
 from smlocal.emulator.spec import EndpointSpec
-from smlocal.emulator.state import RunRecord, StateDir
+from smlocal.emulator.state import StateDir
 
 if TYPE_CHECKING:
     from smlocal.emulator.artifacts import StagedModel
@@ -44,7 +47,6 @@ __all__ = [
     "bind_socket",
     "fast_loop_factory",
     "serve",
-    "serve_blocking",
 ]
 
 log = logging.getLogger(__name__)
@@ -160,32 +162,16 @@ class _Run:
         options: ServeOptions,
         *,
         url: str,
-        port: int,
     ) -> None:
         self.spec = spec
         self.backend = backend
         self.sink = sink
         self.options = options
         self.log_file = _LogFile(options.state.log_file(spec.name), sink)
-        self.record = RunRecord(
-            name=spec.name,
-            pid=os.getpid(),
-            url=url,
-            port=port,
-            status=str(EndpointStatus.CREATING),
-            image=", ".join(v.image for v in spec.variants),
-            log_file=str(options.state.log_file(spec.name)),
-            started_at=time.time(),
-        )
         self.result = ServeResult(EndpointStatus.CREATING, url)
         self.endpoint: Endpoint | None = None
 
-    def announce(self, status: EndpointStatus, detail: str, logs: str = "") -> None:
-        self.record.status = str(status)
-        if status == EndpointStatus.FAILED:
-            self.record.failure_reason = detail
-            self.record.failure_logs = logs
-        self.options.state.write(self.record)
+    def announce(self, status: EndpointStatus, detail: str) -> None:
         self.sink.status(self.spec.name, str(status), detail)
 
     async def bring_up(self, endpoints: dict[str, Endpoint], stop: asyncio.Event) -> bool:
@@ -215,7 +201,7 @@ class _Run:
             self.result.failure_reason = str(error)
             self.result.failure_logs = error.logs
             self.result.exit_status = error.exit_status
-            self.announce(EndpointStatus.FAILED, str(error), error.logs)
+            self.announce(EndpointStatus.FAILED, str(error))
             return False
         self.result.status = EndpointStatus.IN_SERVICE
         self.result.reached_in_service = True
@@ -228,7 +214,6 @@ class _Run:
             self.result.metrics = self.endpoint.metrics
         if self.result.status != EndpointStatus.FAILED:
             self.result.status = EndpointStatus.DELETED
-            self.options.state.remove(self.spec.name, os.getpid())
         self.log_file.close()
 
 
@@ -246,7 +231,7 @@ async def serve(
     sock = sock or bind_socket(options.host, options.port)
     port = sock.getsockname()[1]
     stop = stop or asyncio.Event()
-    run = _Run(spec, backend, sink, options, url=f"http://{options.host}:{port}", port=port)
+    run = _Run(spec, backend, sink, options, url=f"http://{options.host}:{port}")
     run.announce(EndpointStatus.CREATING, f"staging model(s); runtime API at {run.result.url}")
     endpoints: dict[str, Endpoint] = {}
     server = QuietServer(
@@ -281,23 +266,3 @@ def fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
-
-
-def serve_blocking(
-    spec: EndpointSpec, sink: EventSink, *, host: str, port: int, ping_interval_s: float
-) -> ServeResult:
-    """Serve ``spec`` on Docker in this thread until SIGINT/SIGTERM: a foreground serve, or
-    the child of a detached one. Images are checked and the port claimed before anything
-    starts, so those errors come first."""
-    from smlocal.emulator.docker_backend import DockerBackend
-
-    backend = DockerBackend()
-    for variant in spec.variants:
-        backend.image_info(variant.image)
-    settings = MonitorSettings(
-        ping_interval_s=ping_interval_s, host_cpus=backend.host_cpus(), host_ip="127.0.0.1"
-    )
-    options = ServeOptions(host=host, port=port, settings=settings)
-    sock = bind_socket(host, port)
-    with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
-        return runner.run(serve(spec, backend, sink, options, sock=sock))

@@ -1,23 +1,18 @@
-"""Where smlocal keeps what outlives one command: running endpoints, logs, the model cache.
+"""Where smlocal keeps what outlives one command: the service's state, logs, the model cache.
 
-Everything lives below ``$SMLOCAL_HOME`` (default ``~/.smlocal``):
-``run/NAME.json`` describes a serving process (pid, URL, status) so that ``smlocal ps``,
-``smlocal stop`` and ``smlocal invoke`` find it; ``logs/NAME.log`` keeps container output;
-``cache/`` holds extracted model artifacts. Records of processes that died are ignored and
-removed when read.
+Everything lives below ``$SMLOCAL_HOME`` (default ``~/.smlocal``): ``service/`` is the local
+service's (its SQLite state, lock, id and ``server.json`` saying where it listens: see
+:mod:`smlocal.emulator.service.process`); ``logs/NAME.log`` keeps each endpoint's container
+output (``smlocal logs``); ``cache/`` holds extracted model artifacts; ``contracts/`` the
+contract-test ledger.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["RunRecord", "StateDir", "process_alive", "stop_serving_process"]
+__all__ = ["StateDir", "process_alive"]
 
 
 def process_alive(pid: int) -> bool:
@@ -37,25 +32,6 @@ def process_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
-@dataclass
-class RunRecord:
-    name: str
-    pid: int
-    url: str
-    port: int
-    status: str
-    image: str
-    log_file: str
-    started_at: float
-    failure_reason: str = ""
-    failure_logs: str = ""
-    """The failed container's last log lines, so a detached start can show them."""
-
-    @property
-    def alive(self) -> bool:
-        return process_alive(self.pid)
-
-
 class StateDir:
     def __init__(self, root: Path | None = None) -> None:
         env_root = os.environ.get("SMLOCAL_HOME")
@@ -72,53 +48,3 @@ class StateDir:
         if not path.exists():
             path.touch(mode=0o600)
         return path
-
-    def _run_file(self, name: str) -> Path:
-        return self.root / "run" / f"{name}.json"
-
-    def write(self, record: RunRecord) -> None:
-        path = self._run_file(record.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(f".{os.getpid()}.tmp")
-        temp.write_text(json.dumps(asdict(record), indent=2))
-        temp.replace(path)
-
-    def read(self, name: str, *, include_dead: bool = False) -> RunRecord | None:
-        """The record of endpoint ``name``; a dead process's record is dropped unless asked for."""
-        path = self._run_file(name)
-        try:
-            record = RunRecord(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-        if include_dead:
-            return record
-        if not record.alive:
-            path.unlink(missing_ok=True)
-            return None
-        return record
-
-    def remove(self, name: str, pid: int | None = None) -> None:
-        current = self.read(name)
-        if current is None or pid is None or current.pid == pid:
-            self._run_file(name).unlink(missing_ok=True)
-
-    def all(self) -> list[RunRecord]:
-        folder = self.root / "run"
-        if not folder.is_dir():
-            return []
-        records = [self.read(path.stem) for path in sorted(folder.glob("*.json"))]
-        return [r for r in records if r is not None]
-
-
-def stop_serving_process(record: RunRecord, timeout_s: float, poll_s: float = 0.1) -> bool:
-    """SIGTERM the serving process of ``record`` and wait; True once it has exited.
-
-    The serving process stops its containers on SIGTERM (SIGTERM, then SIGKILL after the
-    grace period), so waiting for it means waiting for them.
-    """
-    with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
-        os.kill(record.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while record.alive and time.monotonic() < deadline:
-        time.sleep(poll_s)
-    return not record.alive

@@ -26,15 +26,21 @@ class Endpoint:
 
 
 def resolve_local(name: str) -> Endpoint:
+    """Endpoint ``name`` on this SMLOCAL_HOME's running service, if it is InService."""
+    from smlocal.emulator.service.client import describe_or_none, sagemaker_client
+    from smlocal.emulator.service.process import read_service_record
     from smlocal.emulator.state import StateDir
 
-    record = StateDir().read(name)
-    if record is None:
+    record = read_service_record(StateDir())
+    answer = describe_or_none(sagemaker_client(record.url), name) if record else None
+    if record is None or answer is None:
         raise SmlocalError(
-            f"no running endpoint named {name}; start one with `smlocal serve --detach`, "
-            "or pass --image/--model to start one for the test"
+            f"no endpoint named {name} on the local service; start one with `smlocal serve "
+            "--detach`, or pass --image/--model to start one for the test"
         )
-    return Endpoint(name=name, url=record.url, kind="local")
+    if answer["EndpointStatus"] != "InService":
+        raise SmlocalError(f"endpoint {name} is {answer['EndpointStatus']}, not InService")
+    return Endpoint(name=answer["EndpointName"], url=record.url, kind="local")
 
 
 def resolve_aws(name: str, region: str | None, endpoint_url: str | None) -> Endpoint:

@@ -1,7 +1,8 @@
 """`make demo`: serve the reference sklearn image with smlocal and invoke it through boto3.
 
-The same three steps a user takes: `smlocal serve --detach`, a plain boto3
-``sagemaker-runtime`` client pointed at the emulator, `smlocal stop`.
+The same steps a user takes: `smlocal serve --detach` (which starts the local service when
+none runs), a plain boto3 ``sagemaker-runtime`` client pointed at it, `smlocal stop`, and
+`smlocal server stop` for a service the demo started.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ PAYLOAD = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 
 
 def main() -> int:
+    already = subprocess.run([SMLOCAL, "server", "status"], capture_output=True, check=False)
     serve = subprocess.run(
         [
             SMLOCAL,
@@ -57,6 +59,8 @@ def main() -> int:
         print(f"(variant {response['InvokedProductionVariant']}, {response['ContentType']})\n")
     finally:
         subprocess.run([SMLOCAL, "stop", NAME], check=False)
+        if already.returncode != 0:
+            subprocess.run([SMLOCAL, "server", "stop"], check=False)
     return 0
 
 

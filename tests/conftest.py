@@ -35,6 +35,35 @@ def docker_backend(docker_images: None) -> object:
 
 @pytest.fixture()
 def smlocal_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh SMLOCAL_HOME; afterwards, a service a test left running there (e.g. the one
+    `serve --detach` starts) is stopped, and none of its containers may remain."""
     home = tmp_path / "smlocal-home"
     monkeypatch.setenv("SMLOCAL_HOME", str(home))
     yield home
+    stop_service(home)
+
+
+def stop_service(home: Path, timeout_s: float = 90) -> None:
+    """Stop the service of ``home`` if one runs, then check it left no container behind."""
+    import os
+    import signal
+    import time
+
+    from smlocal.emulator.service.process import read_service_record
+    from smlocal.emulator.state import StateDir
+
+    state = StateDir(home)
+    record = read_service_record(state)
+    if record is not None:
+        os.kill(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while read_service_record(state) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert read_service_record(state) is None, f"the service {record.pid} did not stop"
+    id_file = home / "service" / "id"
+    if id_file.exists():
+        import docker
+
+        label = f"smlocal.session={id_file.read_text().strip()}"
+        left = docker.from_env().containers.list(all=True, filters={"label": label})
+        assert not left, [f"{c.name} {c.status}" for c in left]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from smlocal.emulator.backend import ContainerBackend
 from smlocal.emulator.endpoint import MonitorSettings
-from smlocal.emulator.server import bind_socket
+from smlocal.emulator.server import bind_socket, fast_loop_factory
 from smlocal.emulator.service.process import run_service
 from smlocal.emulator.state import StateDir
 
@@ -28,10 +28,12 @@ def service_in_background(
     state: StateDir,
     settings: MonitorSettings | None = None,
     port: int = 0,
+    host: str = "127.0.0.1",
     ready_timeout_s: float = 60.0,
+    invocation_timeout_s: float = 60.0,
 ) -> Iterator[str]:
-    sock = bind_socket("127.0.0.1", port)
-    loop = asyncio.new_event_loop()
+    sock = bind_socket(host, port)
+    loop = (fast_loop_factory() or asyncio.new_event_loop)()
     stop = asyncio.Event()
     ready = threading.Event()
     failure: list[BaseException] = []
@@ -52,6 +54,7 @@ def service_in_background(
                     sock=sock,
                     stop=stop,
                     on_ready=on_ready,
+                    invocation_timeout_s=invocation_timeout_s,
                 )
             )
         except BaseException as error:
@@ -71,5 +74,7 @@ def service_in_background(
         yield url[0]
     finally:
         if thread.is_alive():
-            loop.call_soon_threadsafe(stop.set)
+            # The thread may be closing its loop right now (a start that failed).
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
             thread.join(timeout=120)

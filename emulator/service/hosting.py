@@ -31,7 +31,13 @@ from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.backend import LABEL_ENDPOINT, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
 from smlocal.emulator.errors import SmlocalError
-from smlocal.emulator.service.resources import already_exists, arn, in_progress, not_found
+from smlocal.emulator.service.resources import (
+    SERVE_TAG,
+    already_exists,
+    arn,
+    in_progress,
+    not_found,
+)
 from smlocal.emulator.service.specs import container_of, endpoint_spec
 from smlocal.emulator.service.store import InvalidToken, Kind, ListQuery, Store
 from smlocal.emulator.spec import EndpointSpec
@@ -61,8 +67,10 @@ class HostingService:
         session_id: str,
         log_sink: Callable[[str], LogSink],
         resolve_image: Callable[[str], str | None],
+        invocation_timeout_s: float = 60.0,
     ) -> None:
         self.store = store
+        self.invocation_timeout_s = invocation_timeout_s
         self.backend = backend
         self.cache_dir = cache_dir
         self.settings = settings
@@ -195,7 +203,9 @@ class HostingService:
         record = self._require(Kind.ENDPOINT, "endpoint", p["EndpointName"])
         name = record["EndpointName"]
         if record["EndpointStatus"] in _BUSY:
-            raise in_progress(name)
+            if record["EndpointStatus"] != "Creating" or not self._made_by_serve(record):
+                raise in_progress(name)
+            await self._cancel(f"create-{name}", f"recover-{name}")
         self._set_status(record, "Deleting")
         self._background(self._tear_down(name), f"delete-{name}")
         return {}
@@ -295,6 +305,18 @@ class HostingService:
         self.endpoints.clear()
 
     # ---- background work -----------------------------------------------------------------
+    def _made_by_serve(self, record: dict[str, Any]) -> bool:
+        tags, _ = self.store.list_tags(record["EndpointArn"], 50, None)
+        return any(tag.get("Key") == SERVE_TAG for tag in tags)
+
+    async def _cancel(self, *names: str) -> None:
+        """Cancel the named background work and wait for it (a cancelled start removes the
+        containers it had started)."""
+        tasks = [task for task in self._tasks if task.get_name() in names]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _background(self, work: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(work, name=name)
         self._tasks.add(task)
@@ -420,6 +442,9 @@ class HostingService:
                 )
             models[model_name] = self._require(Kind.MODEL, "model", model_name)
         spec = endpoint_spec(name, config, models, self._resolve_image)
+        if spec.invocation_timeout_s != self.invocation_timeout_s:
+            # A service setting (`smlocal server --invocation-timeout`): AWS fixes it at 60 s.
+            spec = spec.model_copy(update={"invocation_timeout_s": self.invocation_timeout_s})
         specified = {
             v["VariantName"]: str(container_of(models[v["ModelName"]]).get("Image"))
             for v in config["ProductionVariants"]

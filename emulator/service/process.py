@@ -215,6 +215,7 @@ async def run_service(
     stop: asyncio.Event,
     on_ready: Callable[[str], None] | None = None,
     registry_mirror: str | None = None,
+    invocation_timeout_s: float = 60.0,
 ) -> None:
     """Serve until ``stop`` is set. ``on_ready(url)`` once the port answers."""
     load_error_table()
@@ -239,6 +240,7 @@ async def run_service(
         session_id=service_id,
         log_sink=logs.sink,
         resolve_image=image_resolver(backend, registry_mirror),
+        invocation_timeout_s=invocation_timeout_s,
     )
     app = ServiceApp(ControlPlane(hosting), RuntimeApi(hosting.endpoints))
     server = QuietServer(
@@ -275,7 +277,14 @@ async def run_service(
         lock.close()
 
 
-def main(host: str, port: int, registry_mirror: str | None = None) -> int:
+def main(
+    host: str,
+    port: int,
+    registry_mirror: str | None = None,
+    *,
+    ping_interval_s: float = 5.0,
+    invocation_timeout_s: float = 60.0,
+) -> int:
     """The service in this process until SIGINT/SIGTERM (``smlocal server``)."""
     import signal
 
@@ -291,7 +300,9 @@ def main(host: str, port: int, registry_mirror: str | None = None) -> int:
             host,
         )
     backend = DockerBackend()
-    settings = MonitorSettings(host_cpus=backend.host_cpus(), host_ip="127.0.0.1")
+    settings = MonitorSettings(
+        ping_interval_s=ping_interval_s, host_cpus=backend.host_cpus(), host_ip="127.0.0.1"
+    )
     sock = bind_socket(host, port)
 
     async def serve() -> None:
@@ -311,6 +322,7 @@ def main(host: str, port: int, registry_mirror: str | None = None) -> int:
             stop=stop,
             on_ready=ready,
             registry_mirror=registry_mirror,
+            invocation_timeout_s=invocation_timeout_s,
         )
 
     with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
@@ -319,7 +331,13 @@ def main(host: str, port: int, registry_mirror: str | None = None) -> int:
 
 
 def start_detached_service(
-    state: StateDir, host: str, port: int, registry_mirror: str | None = None
+    state: StateDir,
+    host: str,
+    port: int,
+    registry_mirror: str | None = None,
+    *,
+    ping_interval_s: float = 5.0,
+    invocation_timeout_s: float = 60.0,
 ) -> ServiceRecord:
     """``smlocal server --detach``: the service in a process of its own, its output in
     ``service/server.log``; its record once it answers, or an error carrying this run's
@@ -333,6 +351,8 @@ def start_detached_service(
     argv = [sys.executable, "-m", "smlocal.emulator.service.process", "--host", host]
     argv += ["--port", str(port)]
     argv += ["--registry-mirror", registry_mirror] if registry_mirror else []
+    argv += ["--ping-interval", str(ping_interval_s)]
+    argv += ["--invocation-timeout", str(invocation_timeout_s)]
     child = spawn(argv, log_path, env={**os.environ, "SMLOCAL_HOME": str(state.root)})
     deadline = time.monotonic() + _READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -359,11 +379,21 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--registry-mirror", default=None)
+    parser.add_argument("--ping-interval", type=float, default=5.0)
+    parser.add_argument("--invocation-timeout", type=float, default=60.0)
     arguments = parser.parse_args()
     from smlocal.emulator.errors import SmlocalError
 
     try:
-        sys.exit(main(arguments.host, arguments.port, arguments.registry_mirror))
+        sys.exit(
+            main(
+                arguments.host,
+                arguments.port,
+                arguments.registry_mirror,
+                ping_interval_s=arguments.ping_interval,
+                invocation_timeout_s=arguments.invocation_timeout,
+            )
+        )
     except SmlocalError as failure:
         print(f"error: {failure}", file=sys.stderr, flush=True)
         sys.exit(int(failure.exit_code))

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError
 
-__all__ = ["already_exists", "arn", "in_progress", "not_found"]
+__all__ = ["SERVE_TAG", "already_exists", "arn", "in_progress", "not_found"]
+
+# The tag `smlocal serve` puts on what it creates (value: the endpoint's name). Such an
+# endpoint may be deleted while Creating, so Ctrl-C of a serve is immediate; AWS refuses
+# DeleteEndpoint while Creating, and so does the service for every other endpoint.
+SERVE_TAG = "smlocal:serve"
 
 # The words AWS uses for each kind in its messages; the kind itself is the ARN's resource type.
 _WORDS = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,7 +20,9 @@ from smlocal.cli.output import ExitCode, err, fail, out, reported
 from smlocal.emulator.errors import ConfigError
 
 if TYPE_CHECKING:
-    from smlocal.emulator.server import ServeResult
+    from collections.abc import Iterator
+
+    from smlocal.emulator.service.quick_serve import ServiceSettings
     from smlocal.emulator.spec import EndpointSpec
 
 __all__ = ["register"]
@@ -54,33 +55,44 @@ class _ConsoleSink:
     def __init__(self, show_logs: bool) -> None:
         self.show_logs = show_logs
 
-    def container_log(self, source: str, line: str) -> None:
+    def container_log(self, line: str) -> None:
         if self.show_logs:
-            out.print(f"[dim]{escape(source)} |[/] {escape(line)}", soft_wrap=True)
+            source, bar, text = line.partition(" | ")
+            shown = f"[dim]{escape(source)} |[/] {escape(text)}" if bar else escape(line)
+            out.print(shown, soft_wrap=True)
 
     def status(self, endpoint: str, status: str, detail: str) -> None:
         colour = {"InService": "green", "Failed": "red"}.get(status, "yellow")
         err.print(f"[bold]{escape(endpoint)}[/]: [{colour}]{status}[/] [dim]{escape(detail)}[/]")
 
 
-def _print_metrics(result: ServeResult) -> None:
-    from rich.table import Table
+@contextlib.contextmanager
+def _talking_to(url: str) -> Iterator[None]:
+    """A service that stops answering mid-command is an error, not a traceback."""
+    import botocore.exceptions
 
-    if result.metrics is None or not result.metrics.variants:
-        return
-    table = Table(title=f"metrics for {result.metrics.endpoint}", title_justify="left")
-    for column in ("variant", "invocations", "4xx", "5xx", "model p50 µs", "overhead p50 µs"):
-        table.add_column(column, justify="right" if column != "variant" else "left")
-    for name, values in result.metrics.variants.items():
-        table.add_row(
-            name,
-            str(values.invocations),
-            str(values.invocation_4xx_errors),
-            str(values.invocation_5xx_errors),
-            f"{values.model_latency.quantile(0.5):.0f}",
-            f"{values.overhead_latency.quantile(0.5):.0f}",
+    try:
+        yield
+    except (
+        botocore.exceptions.EndpointConnectionError,
+        botocore.exceptions.ConnectionClosedError,
+        botocore.exceptions.ReadTimeoutError,
+    ):
+        fail(f"the smlocal service at {url} does not answer (`smlocal server status`)")
+
+
+def _service_url() -> str:
+    """The running service's URL, or a clear error saying how to start one."""
+    from smlocal.emulator.service.process import read_service_record
+    from smlocal.emulator.state import StateDir
+
+    record = read_service_record(StateDir())
+    if record is None:
+        fail(
+            "no smlocal service is running, so no endpoint is either; start one with "
+            "`smlocal serve IMAGE ...` or `smlocal server`"
         )
-    err.print(table)
+    return record.url
 
 
 def _build_spec(
@@ -145,19 +157,35 @@ def serve(
         int, typer.Option(min=1, max=20, help="Containers behind round-robin.")
     ] = 1,
     port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Runtime API port (0: any free).")
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Port of the service serve starts when none runs (0: any free).",
+        ),
     ] = 8080,
     host: Annotated[
-        str, typer.Option(help="Address to listen on. Only change it if you mean to share it.")
+        str,
+        typer.Option(
+            help="Address that service listens on. Only change it if you mean to share it."
+        ),
     ] = "127.0.0.1",
     startup_timeout: Annotated[
         float, typer.Option(help="Seconds for the first good /ping (SageMaker: 60-3600).")
     ] = 480,
     invocation_timeout: Annotated[
-        float, typer.Option(help="Seconds a container has to answer an invocation.")
+        float,
+        typer.Option(
+            help="Seconds a container has to answer an invocation (SageMaker: 60); a setting "
+            "of the service serve starts."
+        ),
     ] = 60,
     ping_interval: Annotated[
-        float, typer.Option(help="Seconds between health checks once InService.")
+        float,
+        typer.Option(
+            help="Seconds between health checks once InService; a setting of the service "
+            "serve starts."
+        ),
     ] = 5.0,
     config: Annotated[
         Path | None,
@@ -171,19 +199,29 @@ def serve(
     ] = None,
     detach: Annotated[
         bool,
-        typer.Option("--detach", "-d", help="Return once InService; stop with `smlocal stop`."),
+        typer.Option(
+            "--detach",
+            "-d",
+            help="Return once InService; stop with `smlocal stop NAME`. A service serve "
+            "starts for it keeps running (`smlocal server stop`).",
+        ),
     ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Do not echo container logs.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail.")] = False,
 ) -> None:
-    """Serve IMAGE exactly as SageMaker hosting would, behind the real SageMaker Runtime API.
+    """Serve IMAGE exactly as SageMaker hosting would, behind the real SageMaker APIs.
+
+    A convenience over the local service (`smlocal server`): serve makes the model, endpoint
+    config and endpoint on the running service, or on one it starts for the purpose, streams
+    the endpoint's container log, and on Ctrl-C deletes what it made (with `--detach` it
+    returns once InService; `smlocal stop NAME` deletes it).
 
     The model is staged at /opt/ml/model (read-only), the container runs as `IMAGE serve` with
     the instance type's CPU and memory, and the endpoint goes InService once /ping answers 200
     within 2 s. Call it with boto3 or the AWS CLI (`--endpoint-url http://127.0.0.1:8080`), curl
-    (`/endpoints/NAME/invocations`, or plainly `/invocations`) or `smlocal invoke NAME`.
+    (`/endpoints/NAME/invocations`) or `smlocal invoke NAME`.
 
     Example: smlocal serve smlocal/sklearn-iris:latest --model containers/sklearn/build/model.tar.gz
 
@@ -207,20 +245,74 @@ def serve(
             endpoint=endpoint,
             profile=profile,
         )
-        if detach:
-            _serve_detached(spec, host, port, ping_interval)
-            return
-        from smlocal.emulator.server import serve_blocking
+        from smlocal.emulator.service.quick_serve import ServiceSettings, check_images
 
-        result = serve_blocking(
-            spec, _ConsoleSink(not quiet), host=host, port=port, ping_interval_s=ping_interval
+        check_images(spec)
+        settings = ServiceSettings(
+            host=host,
+            port=port,
+            ping_interval_s=ping_interval,
+            invocation_timeout_s=invocation_timeout,
         )
-    if result.status == "Failed":
-        fail(f"endpoint {spec.name} failed: {result.failure_reason}", logs=result.failure_logs)
-    _print_metrics(result)
-    if not result.reached_in_service:
+        if detach:
+            _serve_detached(spec, settings)
+        else:
+            _serve_attached(spec, settings, show_logs=not quiet)
+
+
+def _service_notes(url: str, how: str, settings: ServiceSettings) -> None:
+    from smlocal.emulator.service.quick_serve import ServiceSettings
+
+    if how == "running":
+        default = ServiceSettings()
+        ignored = [
+            flag
+            for flag, given, usual in (
+                ("--host", settings.host, default.host),
+                ("--ping-interval", settings.ping_interval_s, default.ping_interval_s),
+                ("--invocation-timeout", settings.invocation_timeout_s, 60.0),
+            )
+            if given != usual
+        ]
+        if settings.port not in (0, default.port) and not url.endswith(f":{settings.port}"):
+            ignored.insert(0, "--port")
+        err.print(f"[dim]on the running smlocal service at {url}[/]")
+        if ignored:
+            err.print(
+                f"[yellow]{', '.join(ignored)}: ignored, the running service keeps its own "
+                "settings (`smlocal server stop`, then serve again, to change them)[/]"
+            )
+    elif how == "detached":
+        err.print(
+            f"[dim]started the smlocal service at {url} in the background "
+            "(`smlocal server stop` stops it)[/]"
+        )
+
+
+def _serve_attached(spec: EndpointSpec, settings: ServiceSettings, *, show_logs: bool) -> None:
+    import signal
+
+    from smlocal.emulator.service.quick_serve import serve_attached, service_for
+    from smlocal.emulator.state import StateDir
+
+    # SIGTERM ends a foreground serve as Ctrl-C does: what it made is deleted. SIGINT too,
+    # even when the shell started us with it ignored (a non-interactive `smlocal serve &`).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    state = StateDir()
+    with service_for(state, settings, detach=False) as at:
+        _service_notes(at.url, at.how, settings)
+        with _talking_to(at.url):
+            outcome = serve_attached(at.url, spec, _ConsoleSink(show_logs), state)
+    if outcome.status == "Failed":
+        fail(f"endpoint {spec.name} failed: {outcome.failure_reason}")
+    if outcome.status == "Interrupted":
         err.print(f"[yellow]{escape(spec.name)}: stopped before InService[/]")
         raise typer.Exit(int(ExitCode.INTERRUPTED))
+    if outcome.status == "Deleted":
+        err.print(f"[bold]{escape(spec.name)}[/]: deleted on the service; serve ends")
+    else:
+        err.print(f"[bold]{escape(spec.name)}[/]: deleted")
 
 
 # The flags that describe one variant; the project config describes its own variants.
@@ -288,15 +380,36 @@ def _serve_spec(
     return spec
 
 
-def _serve_detached(spec: EndpointSpec, host: str, port: int, ping_interval: float) -> None:
-    from smlocal.emulator.detach import start_detached
+def _serve_detached(spec: EndpointSpec, settings: ServiceSettings) -> None:
+    from smlocal.emulator.service.client import (
+        deploy,
+        sagemaker_client,
+        undeploy,
+        wait_until_settled,
+    )
+    from smlocal.emulator.service.quick_serve import service_for
+    from smlocal.emulator.state import StateDir
 
-    err.print(f"[bold]{escape(spec.name)}[/]: starting in the background ...")
-    record = start_detached(spec, host=host, port=port, ping_interval_s=ping_interval)
-    out.print(record.url)
+    sink = _ConsoleSink(show_logs=False)
+    with service_for(StateDir(), settings, detach=True) as at, _talking_to(at.url):
+        _service_notes(at.url, at.how, settings)
+        client = sagemaker_client(at.url)
+        deploy(client, spec)
+        try:
+            answer = wait_until_settled(
+                client, spec.name, lambda st, _r: sink.status(spec.name, st, "")
+            )
+        except KeyboardInterrupt:
+            undeploy(client, spec.name)
+            raise
+        if answer["EndpointStatus"] == "Failed":
+            undeploy(client, spec.name)
+            fail(f"endpoint {spec.name} failed: {answer.get('FailureReason', '')}")
+    out.print(at.url)
     err.print(
-        f"[bold]{escape(spec.name)}[/]: [green]InService[/] at {record.url} (pid {record.pid}) "
-        f"— `smlocal invoke {spec.name} ...`, `smlocal stop {spec.name}`; log: {record.log_file}"
+        f"[bold]{escape(spec.name)}[/]: [green]InService[/] at {at.url} — "
+        f"`smlocal invoke {spec.name} ...`, `smlocal logs {spec.name} --follow`, "
+        f"`smlocal stop {spec.name}`"
     )
 
 
@@ -316,28 +429,19 @@ def invoke(
     target_variant: Annotated[str | None, typer.Option(help="Send to this variant only.")] = None,
     endpoint_url: Annotated[
         str | None,
-        typer.Option(help="Runtime API URL (default: the URL of the running endpoint NAME)."),
+        typer.Option(help="Runtime API URL (default: the running smlocal service's)."),
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the answer body to this file.")
     ] = None,
 ) -> None:
     """Invoke an endpoint through the SageMaker Runtime API (boto3) and print the answer."""
-    import boto3
     import botocore.exceptions
-    from botocore import UNSIGNED
-    from botocore.config import Config
 
-    from smlocal.emulator.state import StateDir
+    from smlocal.emulator.service.client import runtime_client
 
     if endpoint_url is None:
-        record = StateDir().read(name)
-        if record is None:
-            fail(
-                f"no running endpoint named {name}; start one with `smlocal serve` "
-                "or pass --endpoint-url"
-            )
-        endpoint_url = record.url
+        endpoint_url = _service_url()
     if body.startswith("@"):
         try:
             payload = Path(body[1:]).read_bytes()
@@ -345,12 +449,7 @@ def invoke(
             fail(f"cannot read body file {body[1:]}: {error.strerror}", ExitCode.USAGE)
     else:
         payload = body.encode()
-    client = boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=endpoint_url,
-        region_name=os.environ.get("AWS_REGION", "us-east-1"),
-        config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}),
-    )
+    client = runtime_client(endpoint_url)
     params: dict[str, str | bytes] = {
         "EndpointName": name,
         "Body": payload,
@@ -363,7 +462,7 @@ def invoke(
     if target_variant:
         params["TargetVariant"] = target_variant
     try:
-        response = client.invoke_endpoint(**params)  # type: ignore[arg-type]
+        response = client.invoke_endpoint(**params)
     except botocore.exceptions.ClientError as error:
         info = error.response.get("Error", {})
         err.print(
@@ -392,60 +491,98 @@ def invoke(
 
 
 def ps() -> None:
-    """List running endpoints."""
+    """List the endpoints on the local service: status, variants (image x instances), age."""
     from rich.table import Table
 
+    from smlocal.emulator.service.client import endpoint_rows, sagemaker_client
+    from smlocal.emulator.service.process import read_service_record
     from smlocal.emulator.state import StateDir
 
-    records = StateDir().all()
-    if not records:
-        err.print("no endpoints are running")
+    record = read_service_record(StateDir())
+    if record is None:
+        err.print("no endpoints are running (no smlocal service is running)")
         return
-    table = Table()
-    for column in ("name", "status", "url", "image", "pid", "up"):
+    with reported(), _talking_to(record.url):
+        rows = endpoint_rows(sagemaker_client(record.url))
+    if not rows:
+        err.print(f"no endpoints on the smlocal service at {record.url}")
+        return
+    table = Table(title=f"smlocal service at {record.url}", title_justify="left")
+    for column in ("name", "status", "variants", "up"):
         table.add_column(column)
-    for r in records:
-        table.add_row(
-            r.name, r.status, r.url, r.image, str(r.pid), f"{time.time() - r.started_at:.0f}s"
-        )
+    for row in rows:
+        status = row.status if not row.reason else f"{row.status} ({row.reason.splitlines()[0]})"
+        table.add_row(row.name, status, row.variants, f"{time.time() - row.created:.0f}s")
     out.print(table)
 
 
 def stop(
     names: Annotated[list[str] | None, typer.Argument(help="Endpoint names.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Stop every running endpoint.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each to stop.")] = 45.0,
+    all_: Annotated[bool, typer.Option("--all", help="Delete every endpoint.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each.")] = 60.0,
 ) -> None:
-    """Stop detached endpoints (containers get SIGTERM, then SIGKILL after 30 s)."""
-    from smlocal.emulator.state import StateDir, stop_serving_process
+    """Delete endpoints on the local service (containers get SIGTERM, SIGKILL after 30 s),
+    with the model and endpoint config `smlocal serve` made for them; the service keeps
+    running (`smlocal server stop`)."""
+    from smlocal.emulator.service.client import endpoint_rows, sagemaker_client, undeploy
 
-    state = StateDir()
-    records = state.all() if all_ else [state.read(n) for n in names or []]
     if not names and not all_:
         fail("name an endpoint, or pass --all", ExitCode.USAGE)
-    missing = [n for n, r in zip(names or [], records, strict=False) if r is None]
-    for record in records:
-        if record is None:
-            continue
-        if not stop_serving_process(record, timeout):
-            fail(f"endpoint {record.name} (pid {record.pid}) did not stop within {timeout:g} s")
-        err.print(f"[bold]{escape(record.name)}[/]: stopped")
+    url = _service_url()
+    missing = []
+    with reported(), _talking_to(url):
+        client = sagemaker_client(url)
+        targets = [row.name for row in endpoint_rows(client)] if all_ else list(names or [])
+        for name in targets:
+            if undeploy(client, name, timeout):
+                err.print(f"[bold]{escape(name)}[/]: stopped")
+            else:
+                missing.append(name)
     if missing:
-        fail(f"no running endpoint named {', '.join(missing)}")
+        fail(f"no endpoint named {', '.join(missing)} on the service at {url}")
 
 
 def logs(
     name: Annotated[str, typer.Argument(help="Endpoint name.")],
     tail: Annotated[int, typer.Option(help="Lines from the end.")] = 100,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Keep printing new lines until the endpoint is deleted."
+        ),
+    ] = False,
 ) -> None:
-    """Print an endpoint's container log (kept after it stops)."""
+    """Print an endpoint's container log (kept after it is deleted)."""
+    from smlocal.emulator.service.quick_serve import LogTail
     from smlocal.emulator.state import StateDir
 
     path = StateDir().log_file(name)
-    if not path.exists():
-        fail(f"no log for endpoint {name} at {path}")
     lines = path.read_text(errors="replace").splitlines()
-    out.print(escape("\n".join(lines[-tail:])), soft_wrap=True)
+    if not lines and not follow:
+        fail(f"no log lines for endpoint {name} (in {path})")
+    out.print(escape("\n".join(lines[-tail:])), soft_wrap=True) if lines else None
+    if not follow:
+        return
+    from smlocal.emulator.service.client import describe_or_none, sagemaker_client
+    from smlocal.emulator.service.process import read_service_record
+
+    record = read_service_record(StateDir())
+    if record is None:
+        err.print("[dim]no smlocal service is running: nothing more will be written[/]")
+        return
+    client = sagemaker_client(record.url)
+
+    def still_there() -> bool:
+        try:
+            return describe_or_none(client, name) is not None
+        except Exception:  # the service stopped: its endpoints did too
+            return False
+
+    with reported():
+        LogTail(path, offset=path.stat().st_size).follow(
+            lambda line: out.print(escape(line), soft_wrap=True), still_there
+        )
+    err.print(f"[dim]{escape(name)}: no longer on the service[/]")
 
 
 def register(app: typer.Typer) -> None:

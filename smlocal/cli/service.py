@@ -7,14 +7,11 @@ Thin: the service itself is :mod:`smlocal.emulator.service.process`; this module
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from smlocal.cli.output import ExitCode, err, fail, out, reported
-
-if TYPE_CHECKING:
-    from smlocal.emulator.state import StateDir
 
 __all__ = ["register"]
 
@@ -53,6 +50,17 @@ def register(app: typer.Typer) -> None:
                 envvar="SMLOCAL_REGISTRY_MIRROR",
             ),
         ] = None,
+        ping_interval: Annotated[
+            float, typer.Option(help="Seconds between health checks once InService.")
+        ] = 5.0,
+        invocation_timeout: Annotated[
+            float,
+            typer.Option(
+                min=1,
+                max=3600,
+                help="Seconds a container has to answer an invocation (SageMaker: 60).",
+            ),
+        ] = 60.0,
     ) -> None:
         """Run the service in the foreground (Ctrl-C stops every endpoint, keeps the state)."""
         if ctx.invoked_subcommand is not None:
@@ -61,7 +69,10 @@ def register(app: typer.Typer) -> None:
             from smlocal.emulator.state import StateDir
 
             state = StateDir()
-            from smlocal.emulator.service.process import read_service_record
+            from smlocal.emulator.service.process import (
+                read_service_record,
+                start_detached_service,
+            )
 
             running = read_service_record(state)
             if running is not None:
@@ -71,11 +82,29 @@ def register(app: typer.Typer) -> None:
                     ExitCode.USAGE,
                 )
             if detach:
-                _detach(host, port, state, registry_mirror)
+                record = start_detached_service(
+                    state,
+                    host,
+                    port,
+                    registry_mirror,
+                    ping_interval_s=ping_interval,
+                    invocation_timeout_s=invocation_timeout,
+                )
+                out.print(record.url)
+                err.print(
+                    f"smlocal service at {record.url} (pid {record.pid}); "
+                    f"log: {state.root / 'service' / 'server.log'}"
+                )
                 return
             from smlocal.emulator.service.process import main
 
-            main(host, port, registry_mirror)
+            main(
+                host,
+                port,
+                registry_mirror,
+                ping_interval_s=ping_interval,
+                invocation_timeout_s=invocation_timeout,
+            )
 
     @group.command()
     def status() -> None:
@@ -114,14 +143,3 @@ def register(app: typer.Typer) -> None:
         err.print("smlocal service stopped")
 
     app.add_typer(group, name="server")
-
-
-def _detach(host: str, port: int, state: StateDir, registry_mirror: str | None) -> None:
-    from smlocal.emulator.service.process import start_detached_service
-
-    record = start_detached_service(state, host, port, registry_mirror)
-    out.print(record.url)
-    err.print(
-        f"smlocal service at {record.url} (pid {record.pid}); "
-        f"log: {state.root / 'service' / 'server.log'}"
-    )

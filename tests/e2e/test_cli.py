@@ -88,7 +88,7 @@ def test_several_endpoints_run_at_once(docker_images: None, smlocal_home: Path) 
             started = smlocal("serve", fixture_image("echo"), "--name", name, "--port", "0", "-d")
             assert started.returncode == 0, started.stderr
             urls.append(started.stdout.strip().splitlines()[-1])
-        assert len(set(urls)) == 2
+        assert len(set(urls)) == 1  # one service, one port, routed by endpoint name
         for name in names:
             answer = smlocal("invoke", name, "--body", f'{{"who": "{name}"}}')
             assert answer.returncode == 0, answer.stderr
@@ -232,3 +232,106 @@ weight = 1
     finally:
         smlocal("stop", "ab-test")
     assert not containers_of("ab-test")
+
+
+def test_serve_uses_a_running_service_and_stop_deletes_only_what_serve_made(
+    docker_images: None, smlocal_home: Path
+) -> None:
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    service = smlocal("server", "--port", "0", "--detach")
+    assert service.returncode == 0, service.stderr
+    url = service.stdout.strip().splitlines()[-1]
+    client = boto3.client(
+        "sagemaker",
+        endpoint_url=url,
+        region_name="us-east-1",
+        config=Config(signature_version=UNSIGNED),
+    )
+    client.create_model(ModelName="users-own", PrimaryContainer={"Image": fixture_image("echo")})
+    started = smlocal("serve", fixture_image("echo"), "--name", "cli-on-service", "-d")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip().splitlines()[-1] == url
+    assert "on the running smlocal service" in started.stderr
+    described = client.describe_endpoint(EndpointName="cli-on-service")
+    assert described["EndpointStatus"] == "InService"
+    # a foreground serve of the same name is refused and leaves the first one serving
+    clash = smlocal("serve", fixture_image("echo"), "--name", "cli-on-service")
+    assert clash.returncode == 2, clash.stderr
+    assert "already running" in clash.stderr
+    answer = smlocal("invoke", "cli-on-service", "--body", '{"still": "here"}')
+    assert json.loads(answer.stdout) == {"still": "here"}
+    stopped = smlocal("stop", "cli-on-service")
+    assert stopped.returncode == 0, stopped.stderr
+    assert [m["ModelName"] for m in client.list_models()["Models"]] == ["users-own"]
+    assert client.list_endpoint_configs()["EndpointConfigs"] == []
+    missing = smlocal("stop", "cli-on-service")
+    assert missing.returncode == 1
+    assert "no endpoint named cli-on-service" in missing.stderr
+
+
+def test_logs_follow_ends_when_the_endpoint_is_deleted(
+    docker_images: None, smlocal_home: Path
+) -> None:
+    started = smlocal("serve", fixture_image("echo"), "--name", "cli-follow", "--port", "0", "-d")
+    assert started.returncode == 0, started.stderr
+    follower = subprocess.Popen(
+        [SMLOCAL, "logs", "cli-follow", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)
+        assert follower.poll() is None  # still following while the endpoint serves
+        assert smlocal("stop", "cli-follow").returncode == 0
+        output, errors = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, errors
+    assert "echo listening" in output
+    assert "no longer on the service" in errors
+
+
+def test_a_foreground_serve_ends_cleanly_when_its_endpoint_is_stopped_elsewhere(
+    docker_images: None, smlocal_home: Path
+) -> None:
+    process = subprocess.Popen(
+        [SMLOCAL, "serve", fixture_image("echo"), "--name", "cli-elsewhere", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "InService" not in smlocal("ps").stdout:
+            time.sleep(0.2)
+        stopped = smlocal("stop", "cli-elsewhere")
+        assert stopped.returncode == 0, stopped.stderr
+        _, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, errors
+    assert "deleted on the service" in errors
+    assert not containers_of("cli-elsewhere")
+
+
+def test_sigterm_of_a_foreground_serve_deletes_its_endpoint_and_its_service(
+    docker_images: None, smlocal_home: Path
+) -> None:
+    process = subprocess.Popen(
+        [SMLOCAL, "serve", fixture_image("echo"), "--name", "cli-sigterm", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "InService" not in smlocal("ps").stdout:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+    assert not containers_of("cli-sigterm")
+    assert "no smlocal service is running" in smlocal("ps").stderr

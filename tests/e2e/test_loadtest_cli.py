@@ -231,3 +231,30 @@ def test_distributed_mode_runs_master_and_workers(docker_images: None, tmp_path:
     row = aggregated(report / summary["steps"][0]["stats_csv"])
     assert summary["totals"]["requests"] == int(row["Request Count"]) > 100
     assert summary["totals"]["failures"] == 0
+
+
+@pytest.mark.docker
+@pytest.mark.e2e
+def test_a_running_endpoint_on_the_service_is_the_target(
+    docker_images: None, smlocal_home: Path, tmp_path: Path
+) -> None:
+    payload = tmp_path / "payload.json"
+    payload.write_bytes(b'{"x": 1}')
+    missing = smlocal("lt-absent", "--payload", str(payload), "--users", "1", "--duration", "1")
+    assert missing.returncode == 1
+    assert "no endpoint named lt-absent on the local service" in missing.stderr
+    served = subprocess.run(
+        [SMLOCAL, "serve", "smlocal-fixture/echo:latest", "--name", "lt-served", "--port", "0",
+         "-d"],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert served.returncode == 0, served.stderr
+    report = tmp_path / "report"
+    result = smlocal(
+        "lt-served", "--payload", str(payload), "--users", "1", "--duration", "2",
+        "--report", str(report),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((report / "loadtest-summary.json").read_text())
+    assert summary["totals"]["requests"] > 0
+    assert summary["totals"]["failures"] == 0

@@ -1,0 +1,194 @@
+"""``smlocal serve IMAGE``: a convenience over the local service, as a user would script it.
+
+:func:`service_for` finds this SMLOCAL_HOME's running service, or starts one for the
+purpose: detached (``serve --detach``; it keeps running, ``smlocal server stop`` ends it), or in
+this process for a foreground serve (it ends with the serve). :func:`serve_attached` deploys
+an endpoint on it, reports status changes, streams the endpoint's container log until Ctrl-C
+(or the endpoint is deleted elsewhere), and then deletes what it made. :class:`LogTail`
+follows the log file the service appends each endpoint's container output to; ``smlocal logs
+--follow`` uses it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from smlocal.emulator.service.client import (
+    delete_serve_resources,
+    deploy,
+    describe_or_none,
+    sagemaker_client,
+    undeploy,
+)
+from smlocal.emulator.spec import EndpointSpec
+from smlocal.emulator.state import StateDir
+
+__all__ = [
+    "LogTail",
+    "ServeOutcome",
+    "ServiceAt",
+    "ServiceSettings",
+    "check_images",
+    "serve_attached",
+    "service_for",
+]
+
+_POLL_S = 0.1
+_CHECK_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """How a service that serve starts runs (a running service keeps its own)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ping_interval_s: float = 5.0
+    invocation_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ServiceAt:
+    url: str
+    # "running" (found), "detached" (started in the background) or "here" (in this process)
+    how: str
+
+
+@contextlib.contextmanager
+def service_for(state: StateDir, settings: ServiceSettings, *, detach: bool) -> Iterator[ServiceAt]:
+    """This home's service: the running one, or one started for the purpose."""
+    from smlocal.emulator.service.process import read_service_record, start_detached_service
+
+    running = read_service_record(state)
+    if running is not None:
+        yield ServiceAt(running.url, "running")
+        return
+    if detach:
+        record = start_detached_service(
+            state,
+            settings.host,
+            settings.port,
+            ping_interval_s=settings.ping_interval_s,
+            invocation_timeout_s=settings.invocation_timeout_s,
+        )
+        yield ServiceAt(record.url, "detached")
+        return
+    from smlocal.emulator.docker_backend import DockerBackend
+    from smlocal.emulator.endpoint import MonitorSettings
+    from smlocal.emulator.service.background import service_in_background
+
+    backend = DockerBackend()
+    monitor = MonitorSettings(
+        ping_interval_s=settings.ping_interval_s,
+        host_cpus=backend.host_cpus(),
+        host_ip="127.0.0.1",
+    )
+    with service_in_background(
+        backend,
+        state=state,
+        settings=monitor,
+        host=settings.host,
+        port=settings.port,
+        invocation_timeout_s=settings.invocation_timeout_s,
+    ) as url:
+        yield ServiceAt(url, "here")
+
+
+def check_images(spec: EndpointSpec) -> None:
+    """A local image that is not in the engine is a usage error now, not a Failed endpoint
+    later. ECR URIs are the service's to resolve (local copy, mirror, pull)."""
+    from smlocal.emulator.docker_backend import DockerBackend
+
+    backend = DockerBackend()
+    for variant in spec.variants:
+        if ".dkr.ecr." not in variant.image:
+            backend.image_info(variant.image)
+
+
+class LogTail:
+    """The lines appended to ``path`` since ``offset`` (partial lines wait for their end)."""
+
+    def __init__(self, path: Path, offset: int | None = None) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if offset is None and path.exists() else offset or 0
+        self._partial = b""
+
+    def read(self) -> list[str]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        return [line.decode("utf-8", errors="replace") for line in lines]
+
+    def follow(self, emit: Callable[[str], None], keep_going: Callable[[], bool]) -> None:
+        """Emit new lines until ``keep_going()`` (asked every half second) says no."""
+        checked = time.monotonic()
+        while True:
+            for line in self.read():
+                emit(line)
+            if time.monotonic() - checked >= _CHECK_EVERY_S:
+                checked = time.monotonic()
+                if not keep_going():
+                    for line in self.read():
+                        emit(line)
+                    return
+            time.sleep(_POLL_S)
+
+
+class ServeEvents(Protocol):
+    def status(self, endpoint: str, status: str, detail: str) -> None: ...
+
+    def container_log(self, line: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServeOutcome:
+    # "Failed", "Interrupted" (Ctrl-C before InService), "Stopped" (Ctrl-C once InService)
+    # or "Deleted" (by someone else: `smlocal stop`, DeleteEndpoint)
+    status: str
+    failure_reason: str = ""
+
+
+def serve_attached(
+    url: str, spec: EndpointSpec, events: ServeEvents, state: StateDir
+) -> ServeOutcome:
+    """Deploy ``spec`` on the service at ``url`` and stay attached: statuses and container
+    log lines go to ``events`` until Ctrl-C, a failure, or a deletion elsewhere; whatever
+    this call made is deleted before it returns (a second Ctrl-C abandons the wait)."""
+    client = sagemaker_client(url)
+    tail = LogTail(state.log_file(spec.name))
+    made = deploy(client, spec)
+    seen = ""
+    try:
+        while True:
+            for line in tail.read():
+                events.container_log(line)
+            answer = describe_or_none(client, spec.name)
+            if answer is None:
+                seen = "Deleted"
+                return ServeOutcome("Deleted")
+            status = answer["EndpointStatus"]
+            if status != seen:
+                events.status(spec.name, status, "")
+                seen = status
+            if status == "Failed":
+                return ServeOutcome("Failed", str(answer.get("FailureReason", "")))
+            time.sleep(_POLL_S if status != "InService" else _CHECK_EVERY_S)
+    except KeyboardInterrupt:
+        return ServeOutcome("Stopped" if seen == "InService" else "Interrupted")
+    finally:
+        if seen != "Deleted":
+            events.status(spec.name, "Deleting", "")
+        if not undeploy(client, spec.name):  # deleted elsewhere: the config and models stay
+            delete_serve_resources(client, spec.name, made.config["EndpointConfigName"])
+        for line in tail.read():
+            events.container_log(line)
