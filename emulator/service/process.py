@@ -43,6 +43,7 @@ from smlocal.emulator.runtime_api import RuntimeApi
 from smlocal.emulator.server import QuietServer, bind_socket, fast_loop_factory
 from smlocal.emulator.service.control_plane import ControlPlane, is_control_plane
 from smlocal.emulator.service.hosting import HostingService
+from smlocal.emulator.service.origin_guard import refusal, refuse
 from smlocal.emulator.service.store import Store
 from smlocal.emulator.state import StateDir, process_alive
 
@@ -126,13 +127,18 @@ def _service_id(state: StateDir) -> str:
 
 
 class ServiceApp:
-    """One port: JSON 1.1 control-plane calls to ``POST /``, everything else to the runtime."""
+    """One port: JSON 1.1 control-plane calls to ``POST /``, everything else to the runtime;
+    on loopback, nothing a web page sent (:mod:`~smlocal.emulator.service.origin_guard`)."""
 
     def __init__(self, control_plane: ControlPlane, runtime: RuntimeApi) -> None:
         self.control_plane = control_plane
         self.runtime = runtime
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and (reason := refusal(scope)) is not None:
+            log.warning("refused a request: %s", reason)
+            await refuse(send, reason)
+            return
         if is_control_plane(scope):
             await self.control_plane(scope, receive, send)
         else:

@@ -1,0 +1,85 @@
+"""Refuse what only a web page would send: the service's DNS-rebinding and cross-site guard.
+
+The service checks no credentials: it trusts whoever reaches it, which on 127.0.0.1 means
+programs of this machine. A browser on this machine reaches it too. A page on
+``evil.example`` whose name re-resolves to 127.0.0.1 (DNS rebinding) sends requests with its
+own name as Host and reads the answers; a cross-site form or ``fetch`` posts to
+``/endpoints/...`` with the page's Origin. So when a request arrives on a loopback address,
+its Host must name a loopback host (``127.0.0.1``, ``localhost``, ``[::1]``, any port) and an
+Origin, if sent, must be a loopback one. boto3, the AWS CLI, the SageMaker SDK and curl send
+neither a foreign Host nor an Origin. A service bound elsewhere (``--host``) is shared on
+purpose, and the guard stays out of the way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["refusal", "refuse"]
+
+Scope = MutableMapping[str, Any]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(authority: str) -> str:
+    """``host`` of ``host:port``, ``[v6]:port`` or a bare host."""
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")] if "]" in authority else authority
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def refusal(scope: Scope) -> str | None:
+    """Why this request is refused, or None. Only requests that came in on loopback."""
+    server = scope.get("server")
+    if not server or not _is_loopback(str(server[0])):
+        return None
+    host = origin = None
+    for key, value in scope.get("headers", ()):
+        if key == b"host":
+            host = value.decode("latin-1")
+        elif key == b"origin":
+            origin = value.decode("latin-1")
+    if host is not None and not _is_loopback(_host_of(host)):
+        return (
+            f"Host {host!r} is not this machine: the local service answers only requests "
+            "addressed to 127.0.0.1, localhost or [::1] (a guard against DNS rebinding)"
+        )
+    if origin is not None and origin != "null":
+        if not _is_loopback(urlsplit(origin).hostname or ""):
+            return f"requests from web pages ({origin}) are refused by the local service"
+    elif origin == "null":
+        return "requests from web pages (Origin null) are refused by the local service"
+    return None
+
+
+async def refuse(send: Send, reason: str) -> None:
+    """403 in AWS's JSON error shape (boto3 reads it as AccessDeniedException)."""
+    body = json.dumps(
+        {"__type": "AccessDeniedException", "message": reason, "Message": reason}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"x-amzn-errortype", b"AccessDeniedException"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
