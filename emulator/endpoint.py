@@ -14,9 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
-import hashlib
 import itertools
-import json
 import logging
 import random
 import threading
@@ -28,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from smlocal.emulator.adoption import fleet_label, instance_index, of_fleet, remove_containers
 from smlocal.emulator.aws_errors import AwsError, validation_error
 from smlocal.emulator.backend import (
     ISOLATED_NETWORK,
@@ -325,26 +324,14 @@ class Endpoint:
         return dataclasses.replace(run, labels={**run.labels, LABEL_FLEET: self.fleet(variant)})
 
     def fleet(self, variant: VariantSpec) -> str:
-        """What a container of ``variant`` runs, as a short hash: its endpoint and variant,
-        image, model (by content digest), environment, limits and placement. Weight and
-        instance count are not in it: they change live without new containers."""
-        run = self._container_run(variant, 0)
+        """The ``smlocal.fleet`` label of ``variant``'s containers (see :func:`fleet_label`)."""
         model = self.models.get(variant.name)
-        facts = {
-            "endpoint": self.spec.name,
-            "variant": variant.name,
-            "image": run.image,
-            "model": model.digest if model else None,
-            "env": dict(run.env),
-            "cpus": run.cpus,
-            "memory": run.memory_bytes,
-            "command": list(run.command),
-            "host_ip": run.host_ip,
-            "network": run.network,
-            "port": run.container_port,
-            "model_read_only": run.model_read_only,
-        }
-        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+        return fleet_label(
+            self.spec.name,
+            variant.name,
+            self._container_run(variant, 0),
+            model.digest if model else None,
+        )
 
     async def _adopt(
         self, found: Sequence[ContainerInfo], logs_since: float | None
@@ -357,23 +344,16 @@ class Endpoint:
         left = list(found)
         try:
             fleets = {v.name: self.fleet(v) for v in self.spec.variants}
-            candidates = [
-                info
-                for info in found
-                if info.running
-                and info.labels.get(LABEL_ENDPOINT) == self.spec.name
-                and info.labels.get(LABEL_SESSION) == self.session_id
-                and fleets.get(info.labels.get(LABEL_VARIANT, "")) == info.labels.get(LABEL_FLEET)
-            ]
+            candidates = of_fleet(found, self.spec.name, self.session_id, fleets)
             checks = await asyncio.gather(*(self._adoptable(info) for info in candidates))
             for info, (address, took) in sorted(
-                zip(candidates, checks, strict=True), key=lambda pair: _index(pair[0])
+                zip(candidates, checks, strict=True), key=lambda pair: instance_index(pair[0])
             ):
                 variant = self.spec.variant(info.labels[LABEL_VARIANT])
                 assert variant is not None
                 if address is None or adopted.get(variant.name, 0) >= variant.instance_count:
                     continue
-                index = _index(info)
+                index = instance_index(info)
                 instance = Instance(
                     variant.name, index, info.container, address, time_to_healthy_s=took
                 )
@@ -398,7 +378,7 @@ class Endpoint:
                         "container %s of the previous run is not adopted: removed",
                         info.container.name,
                     )
-                await asyncio.shield(asyncio.to_thread(self._remove_now, left))
+                await asyncio.shield(asyncio.to_thread(remove_containers, self.backend, left))
         return adopted
 
     async def _adoptable(self, info: ContainerInfo) -> tuple[tuple[str, int] | None, float]:
@@ -415,13 +395,6 @@ class Endpoint:
             log.info("container %s fails /ping: %s", info.container.name, failed.describe())
             return None, 0.0
         return address, time.monotonic() - started
-
-    def _remove_now(self, found: Sequence[ContainerInfo]) -> None:
-        for info in found:
-            with contextlib.suppress(Exception):
-                self.backend.stop(info.container.id, 0)
-            with contextlib.suppress(Exception):
-                self.backend.remove(info.container.id)
 
     # ---- health while in service -------------------------------------------------------
     async def _monitor_health(self) -> None:
@@ -552,11 +525,6 @@ class Endpoint:
                 for v in self.spec.variants
             ],
         }
-
-
-def _index(info: ContainerInfo) -> int:
-    text = info.labels.get(LABEL_INSTANCE, "")
-    return int(text) if text.isdigit() else 1_000_000
 
 
 def _no_capacity(endpoint: str) -> AwsError:

@@ -2,8 +2,10 @@
 
 One method per control-plane operation (``CreateModel`` → :meth:`HostingService.create_model`
 ...), each taking the validated input members and returning the output members, as moto's
-backends do. Records (the Describe* outputs) live in the :class:`Store`; live endpoints (the
-core's :class:`Endpoint`, which the runtime API routes to) live in :attr:`endpoints`.
+backends do; the operations on records alone (models, configs, tags, lists) are the
+:class:`~smlocal.emulator.service.catalog.Catalog`'s. Records (the Describe* outputs) live in
+the :class:`Store`; live endpoints (the core's :class:`Endpoint`, which the runtime API routes
+to) live in :attr:`endpoints`.
 
 Lifecycle, as SageMaker does it (reference §A.5): CreateEndpoint answers at once with the
 endpoint ``Creating`` and brings it up in the background (InService, or Failed with a
@@ -18,35 +20,33 @@ while Creating or Updating, in AWS's words.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
 import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from smlocal.emulator.adoption import remove_containers
 from smlocal.emulator.artifacts import StagedModel, stage_model
 from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.backend import LABEL_ENDPOINT, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
 from smlocal.emulator.errors import SmlocalError
+from smlocal.emulator.service.catalog import Catalog, Params, public
 from smlocal.emulator.service.resources import (
     SERVE_TAG,
     already_exists,
     arn,
     in_progress,
-    not_found,
 )
 from smlocal.emulator.service.specs import container_of, endpoint_spec
-from smlocal.emulator.service.store import InvalidToken, Kind, ListQuery, Store
+from smlocal.emulator.service.store import Kind, Store
 from smlocal.emulator.spec import EndpointSpec
 
 __all__ = ["HostingService"]
 
 log = logging.getLogger(__name__)
 
-Params = dict[str, Any]
 _BUSY = ("Creating", "Updating", "Deleting", "SystemUpdating", "RollingBack")
 _TAIL_LINES = 20
 _DEPLOYED = "_smlocal_deployed"
@@ -56,7 +56,7 @@ _MAX_REASON = 1024
 BLUE_DRAIN_S = 1.0
 
 
-class HostingService:
+class HostingService(Catalog):
     def __init__(
         self,
         store: Store,
@@ -69,7 +69,7 @@ class HostingService:
         resolve_image: Callable[[str], str | None],
         invocation_timeout_s: float = 60.0,
     ) -> None:
-        self.store = store
+        super().__init__(store)
         self.invocation_timeout_s = invocation_timeout_s
         self.backend = backend
         self.cache_dir = cache_dir
@@ -80,57 +80,6 @@ class HostingService:
         self._resolve_image = resolve_image
         self._tasks: set[asyncio.Task[None]] = set()
         self.closing = False
-
-    # ---- models ------------------------------------------------------------------------
-    async def create_model(self, p: Params) -> Params:
-        name = p["ModelName"]
-        if self.store.get(Kind.MODEL, name) is not None:
-            raise already_exists("model", name)
-        record = {**p, "ModelArn": arn("model", name), "CreationTime": time.time()}
-        record.pop("Tags", None)
-        self.store.insert(Kind.MODEL, name, record)
-        self._tag(record["ModelArn"], p)
-        return {"ModelArn": record["ModelArn"]}
-
-    async def describe_model(self, p: Params) -> Params:
-        return self._get(Kind.MODEL, "model", p["ModelName"])
-
-    async def delete_model(self, p: Params) -> Params:
-        self._delete(Kind.MODEL, "model", p["ModelName"], "ModelArn")
-        return {}
-
-    async def list_models(self, p: Params) -> Params:
-        return self._list(Kind.MODEL, p, "Models", ("ModelName", "ModelArn", "CreationTime"))
-
-    # ---- endpoint configs ----------------------------------------------------------------
-    async def create_endpoint_config(self, p: Params) -> Params:
-        name = p["EndpointConfigName"]
-        if self.store.get(Kind.ENDPOINT_CONFIG, name) is not None:
-            raise already_exists("endpoint-config", name)
-        config_arn = arn("endpoint-config", name)
-        record = {**p, "EndpointConfigArn": config_arn, "CreationTime": time.time()}
-        record.pop("Tags", None)
-        self.store.insert(Kind.ENDPOINT_CONFIG, name, record)
-        self._tag(config_arn, p)
-        return {"EndpointConfigArn": config_arn}
-
-    async def describe_endpoint_config(self, p: Params) -> Params:
-        return self._get(Kind.ENDPOINT_CONFIG, "endpoint-config", p["EndpointConfigName"])
-
-    async def delete_endpoint_config(self, p: Params) -> Params:
-        # AWS does not block deleting a config in use (it only warns): neither do we.
-        self._delete(
-            Kind.ENDPOINT_CONFIG, "endpoint-config", p["EndpointConfigName"], "EndpointConfigArn"
-        )
-        return {}
-
-    async def list_endpoint_configs(self, p: Params) -> Params:
-        return self._list(
-            Kind.ENDPOINT_CONFIG,
-            p,
-            "EndpointConfigs",
-            ("EndpointConfigName", "EndpointConfigArn", "CreationTime"),
-        )
 
     # ---- endpoints -----------------------------------------------------------------------
     async def create_endpoint(self, p: Params) -> Params:
@@ -160,7 +109,7 @@ class HostingService:
         record = self._require(Kind.ENDPOINT, "endpoint", p["EndpointName"])
         live = self.endpoints.get(record["EndpointName"])
         specified = (record.get(_DEPLOYED) or {}).get("specified", {})
-        answer = _public(record)
+        answer = public(record)
         if live is not None:
             answer["ProductionVariants"] = self._variants(live, specified)
         return answer
@@ -218,24 +167,6 @@ class HostingService:
             ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus"),
         )
 
-    # ---- tags ----------------------------------------------------------------------------
-    async def add_tags(self, p: Params) -> Params:
-        self.store.add_tags(p["ResourceArn"], p["Tags"])
-        return {"Tags": p["Tags"]}
-
-    async def list_tags(self, p: Params) -> Params:
-        try:
-            tags, token = self.store.list_tags(
-                p["ResourceArn"], int(p.get("MaxResults", 50)), p.get("NextToken")
-            )
-        except InvalidToken as error:
-            raise AwsError("ValidationException", f"Invalid NextToken: {error}.") from None
-        return {"Tags": tags, **({"NextToken": token} if token else {})}
-
-    async def delete_tags(self, p: Params) -> Params:
-        self.store.delete_tags(p["ResourceArn"], p["TagKeys"])
-        return {}
-
     # ---- the service's own life ----------------------------------------------------------
     async def recover(
         self,
@@ -287,7 +218,7 @@ class HostingService:
         rest = [info for group in by_endpoint.values() for info in group]
         if rest:
             log.warning("removing %d container(s) an earlier run of this service left", len(rest))
-            await asyncio.to_thread(self._remove_now, rest)
+            await asyncio.to_thread(remove_containers, self.backend, rest)
 
     async def close(self) -> None:
         """Stop every container (graceful); records stay, so a restart brings them back.
@@ -322,13 +253,6 @@ class HostingService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _remove_now(self, found: Sequence[ContainerInfo]) -> None:
-        for info in found:
-            with contextlib.suppress(Exception):
-                self.backend.stop(info.container.id, 0)
-            with contextlib.suppress(Exception):
-                self.backend.remove(info.container.id)
-
     async def _start(
         self,
         spec: EndpointSpec,
@@ -339,7 +263,7 @@ class HostingService:
             models = await asyncio.to_thread(self._stage, spec)
         except BaseException:
             # The endpoint never got them: nobody else would remove them.
-            await asyncio.shield(asyncio.to_thread(self._remove_now, adopt))
+            await asyncio.shield(asyncio.to_thread(remove_containers, self.backend, adopt))
             raise
         endpoint = Endpoint(
             spec,
@@ -451,47 +375,9 @@ class HostingService:
         }
         return spec, specified
 
-    def _require(self, kind: Kind, word: str, name: str) -> dict[str, Any]:
-        record = self.store.get(kind, name)
-        if record is None:
-            raise not_found(word, name)
-        return record
-
-    def _get(self, kind: Kind, word: str, name: str) -> dict[str, Any]:
-        return _public(self._require(kind, word, name))
-
     def _refuse_if_closing(self) -> None:
         if self.closing:
             raise AwsError("ServiceUnavailable", "smlocal is stopping; try again once it runs.")
-
-    def _delete(self, kind: Kind, word: str, name: str, arn_key: str) -> None:
-        record = self._require(kind, word, name)
-        self.store.delete(kind, name)
-        self.store.delete_all_tags(record[arn_key])
-
-    def _tag(self, resource_arn: str, p: Params) -> None:
-        if p.get("Tags"):
-            self.store.add_tags(resource_arn, p["Tags"])
-
-    def _list(self, kind: Kind, p: Params, key: str, fields: tuple[str, ...]) -> Params:
-        query = ListQuery(
-            name_contains=p.get("NameContains"),
-            creation_time_before=_epoch(p.get("CreationTimeBefore")),
-            creation_time_after=_epoch(p.get("CreationTimeAfter")),
-            last_modified_time_before=_epoch(p.get("LastModifiedTimeBefore")),
-            last_modified_time_after=_epoch(p.get("LastModifiedTimeAfter")),
-            status_equals=p.get("StatusEquals"),
-            sort_by=p.get("SortBy", "CreationTime"),
-            sort_order=p.get("SortOrder", "Descending"),
-            max_results=int(p.get("MaxResults", 10)),
-            next_token=p.get("NextToken"),
-        )
-        try:
-            records, token = self.store.page(kind, query)
-        except InvalidToken as error:
-            raise AwsError("ValidationException", f"Invalid NextToken: {error}.") from None
-        page = [{f: r[f] for f in fields if r.get(f) is not None} for r in records]
-        return {key: page, **({"NextToken": token} if token else {})}
 
     def _ready_for_change(self, name: str) -> dict[str, Any]:
         record = self._require(Kind.ENDPOINT, "endpoint", name)
@@ -547,11 +433,6 @@ def _deployed(spec: EndpointSpec, specified: dict[str, str]) -> dict[str, Any]:
     return {"spec": spec.model_dump(mode="json"), "specified": specified}
 
 
-def _public(record: dict[str, Any]) -> dict[str, Any]:
-    """A record as Describe* answers it: without smlocal's own keys and unset members."""
-    return {k: v for k, v in record.items() if v is not None and not k.startswith("_")}
-
-
 def _check_desired(spec: EndpointSpec, weights: dict[str, float], counts: dict[str, int]) -> None:
     """The changed endpoint must still be one CreateEndpoint would accept."""
     from smlocal.emulator.errors import ConfigError
@@ -569,16 +450,6 @@ def _check_desired(spec: EndpointSpec, weights: dict[str, float], counts: dict[s
         build_spec(**{**spec.model_dump(), "variants": variants})
     except ConfigError as error:
         raise AwsError("ValidationException", str(error)) from None
-
-
-def _epoch(value: Any) -> float | None:
-    """A JSON 1.1 timestamp (epoch seconds, or the ISO-8601 the parser also accepts)."""
-    if value is None or isinstance(value, (int, float)):
-        return value
-    moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
 
 
 def _reason(error: SmlocalError) -> str:

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from smlocal.emulator.errors import ExitCode, SmlocalError
 
-__all__ = ["ExitCode", "err", "fail", "out", "reported"]
+__all__ = ["ExitCode", "err", "fail", "out", "reported", "talking_to"]
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -47,3 +47,18 @@ def reported() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+@contextlib.contextmanager
+def talking_to(url: str) -> Iterator[None]:
+    """A service that stops answering mid-command is an error, not a traceback."""
+    import botocore.exceptions
+
+    try:
+        yield
+    except (
+        botocore.exceptions.EndpointConnectionError,
+        botocore.exceptions.ConnectionClosedError,
+        botocore.exceptions.ReadTimeoutError,
+    ):
+        fail(f"the smlocal service at {url} does not answer (`smlocal server status`)")

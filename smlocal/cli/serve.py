@@ -1,0 +1,385 @@
+"""``smlocal serve``: an image as SageMaker hosting runs it, as a convenience over the service.
+
+Thin: parses the flags (or the project config) into an EndpointSpec, then hands it to
+:mod:`smlocal.emulator.service.quick_serve` (find or start the service, deploy, stream logs,
+delete on Ctrl-C) or, with ``--detach``, deploys and waits through the service's client.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from smlocal.cli.output import ExitCode, err, fail, out, reported, talking_to
+from smlocal.emulator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from smlocal.emulator.service.quick_serve import ServiceSettings
+    from smlocal.emulator.spec import EndpointSpec
+
+__all__ = ["register"]
+
+# As emulator.spec.DEFAULT_INSTANCE_TYPE, spelled here so `--help` needs no pydantic import.
+_DEFAULT_INSTANCE_TYPE = "ml.m5.large"
+
+
+def _default_name(image: str) -> str:
+    base = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    cleaned = "".join(c if c.isalnum() else "-" for c in base).strip("-")
+    while "--" in cleaned:
+        cleaned = cleaned.replace("--", "-")
+    return (cleaned or "endpoint")[:63].strip("-")
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, markup=False)],
+    )
+
+
+class _ConsoleSink:
+    """Prints container logs and status changes for a foreground ``serve``."""
+
+    def __init__(self, show_logs: bool) -> None:
+        self.show_logs = show_logs
+
+    def container_log(self, line: str) -> None:
+        if self.show_logs:
+            source, bar, text = line.partition(" | ")
+            shown = f"[dim]{escape(source)} |[/] {escape(text)}" if bar else escape(line)
+            out.print(shown, soft_wrap=True)
+
+    def status(self, endpoint: str, status: str, detail: str) -> None:
+        colour = {"InService": "green", "Failed": "red"}.get(status, "yellow")
+        err.print(f"[bold]{escape(endpoint)}[/]: [{colour}]{status}[/] [dim]{escape(detail)}[/]")
+
+
+def _build_spec(
+    *,
+    image: str,
+    model: str | None,
+    name: str | None,
+    env: dict[str, str],
+    instance_type: str,
+    instance_count: int,
+    startup_timeout: float,
+    invocation_timeout: float,
+) -> EndpointSpec:
+    from smlocal.emulator.spec import build_spec
+
+    return build_spec(
+        name=name or _default_name(image),
+        variants=[
+            {
+                "image": image,
+                "model": model,
+                "env": env,
+                "instance_type": instance_type,
+                "instance_count": instance_count,
+            }
+        ],
+        startup_timeout_s=startup_timeout,
+        invocation_timeout_s=invocation_timeout,
+    )
+
+
+def serve(
+    image: Annotated[
+        str | None,
+        typer.Argument(
+            help="The inference image, e.g. smlocal/sklearn-iris:latest. Omit it to serve an "
+            "endpoint from the project's smlocal.toml (several variants, weights, profiles)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="model.tar.gz, a directory, or s3://bucket/key.tar.gz (or s3://bucket/prefix/); "
+            "mounted READ-ONLY at /opt/ml/model.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Endpoint name (default: from the image name).")
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the container (repeat).")
+    ] = None,
+    env_file: Annotated[
+        Path | None, typer.Option(help="File of KEY=VALUE lines for the container.")
+    ] = None,
+    instance_type: Annotated[
+        str, typer.Option(help="SageMaker instance type; sets the container's CPU and memory.")
+    ] = _DEFAULT_INSTANCE_TYPE,
+    instance_count: Annotated[
+        int, typer.Option(min=1, max=20, help="Containers behind round-robin.")
+    ] = 1,
+    port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Port of the service serve starts when none runs (0: any free).",
+        ),
+    ] = 8080,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address that service listens on. Only change it if you mean to share it."
+        ),
+    ] = "127.0.0.1",
+    startup_timeout: Annotated[
+        float, typer.Option(help="Seconds for the first good /ping (SageMaker: 60-3600).")
+    ] = 480,
+    invocation_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a container has to answer an invocation (SageMaker: 60); a setting "
+            "of the service serve starts."
+        ),
+    ] = 60,
+    ping_interval: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between health checks once InService; a setting of the service "
+            "serve starts."
+        ),
+    ] = 5.0,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Config file (default: nearest smlocal.toml or [tool.smlocal])."),
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Which endpoint of the config file to serve.")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Config profile, e.g. dev, test or prod.")
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            "-d",
+            help="Return once InService; stop with `smlocal stop NAME`. A service serve "
+            "starts for it keeps running (`smlocal server stop`).",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Do not echo container logs.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail.")] = False,
+) -> None:
+    """Serve IMAGE exactly as SageMaker hosting would, behind the real SageMaker APIs.
+
+    A convenience over the local service (`smlocal server`): serve makes the model, endpoint
+    config and endpoint on the running service, or on one it starts for the purpose, streams
+    the endpoint's container log, and on Ctrl-C deletes what it made (with `--detach` it
+    returns once InService; `smlocal stop NAME` deletes it).
+
+    The model is staged at /opt/ml/model (read-only), the container runs as `IMAGE serve` with
+    the instance type's CPU and memory, and the endpoint goes InService once /ping answers 200
+    within 2 s. Call it with boto3 or the AWS CLI (`--endpoint-url http://127.0.0.1:8080`), curl
+    (`/endpoints/NAME/invocations`) or `smlocal invoke NAME`.
+
+    Example: smlocal serve smlocal/sklearn-iris:latest --model containers/sklearn/build/model.tar.gz
+
+    Without IMAGE, the endpoint comes from smlocal.toml (or [tool.smlocal] in pyproject.toml):
+    several production variants with weights (A/B tests; TargetVariant pins a request) and
+    dev/test/prod profiles. See emulator/config.py for the format.
+    """
+    _setup_logging(verbose)
+    with reported():
+        spec = _serve_spec(
+            image=image,
+            model=model,
+            name=name,
+            env=env or [],
+            env_file=env_file,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            startup_timeout=startup_timeout,
+            invocation_timeout=invocation_timeout,
+            config=config,
+            endpoint=endpoint,
+            profile=profile,
+        )
+        from smlocal.emulator.service.quick_serve import ServiceSettings, check_images
+
+        check_images(spec)
+        settings = ServiceSettings(
+            host=host,
+            port=port,
+            ping_interval_s=ping_interval,
+            invocation_timeout_s=invocation_timeout,
+        )
+        if detach:
+            _serve_detached(spec, settings)
+        else:
+            _serve_attached(spec, settings, show_logs=not quiet)
+
+
+def _service_notes(url: str, how: str, settings: ServiceSettings) -> None:
+    from smlocal.emulator.service.quick_serve import ServiceSettings
+
+    if how == "running":
+        default = ServiceSettings()
+        ignored = [
+            flag
+            for flag, given, usual in (
+                ("--host", settings.host, default.host),
+                ("--ping-interval", settings.ping_interval_s, default.ping_interval_s),
+                ("--invocation-timeout", settings.invocation_timeout_s, 60.0),
+            )
+            if given != usual
+        ]
+        if settings.port not in (0, default.port) and not url.endswith(f":{settings.port}"):
+            ignored.insert(0, "--port")
+        err.print(f"[dim]on the running smlocal service at {url}[/]")
+        if ignored:
+            err.print(
+                f"[yellow]{', '.join(ignored)}: ignored, the running service keeps its own "
+                "settings (`smlocal server stop`, then serve again, to change them)[/]"
+            )
+    elif how == "detached":
+        err.print(
+            f"[dim]started the smlocal service at {url} in the background "
+            "(`smlocal server stop` stops it)[/]"
+        )
+
+
+def _serve_attached(spec: EndpointSpec, settings: ServiceSettings, *, show_logs: bool) -> None:
+    import signal
+
+    from smlocal.emulator.service.quick_serve import serve_attached, service_for
+    from smlocal.emulator.state import StateDir
+
+    # SIGTERM ends a foreground serve as Ctrl-C does: what it made is deleted. SIGINT too,
+    # even when the shell started us with it ignored (a non-interactive `smlocal serve &`).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    state = StateDir()
+    with service_for(state, settings, detach=False) as at:
+        _service_notes(at.url, at.how, settings)
+        with talking_to(at.url):
+            outcome = serve_attached(at.url, spec, _ConsoleSink(show_logs), state)
+    if outcome.status == "Failed":
+        fail(f"endpoint {spec.name} failed: {outcome.failure_reason}")
+    if outcome.status == "Interrupted":
+        err.print(f"[yellow]{escape(spec.name)}: stopped before InService[/]")
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+    if outcome.status == "Deleted":
+        err.print(f"[bold]{escape(spec.name)}[/]: deleted on the service; serve ends")
+    else:
+        err.print(f"[bold]{escape(spec.name)}[/]: deleted")
+
+
+# The flags that describe one variant; the project config describes its own variants.
+_SINGLE_VARIANT_DEFAULTS: dict[str, object] = {
+    "--model": None,
+    "--name": None,
+    "--env": [],
+    "--env-file": None,
+    "--instance-type": _DEFAULT_INSTANCE_TYPE,
+    "--instance-count": 1,
+}
+
+
+def _serve_spec(
+    *,
+    image: str | None,
+    model: str | None,
+    name: str | None,
+    env: list[str],
+    env_file: Path | None,
+    instance_type: str,
+    instance_count: int,
+    startup_timeout: float,
+    invocation_timeout: float,
+    config: Path | None,
+    endpoint: str | None,
+    profile: str | None,
+) -> EndpointSpec:
+    """The spec from the flags, or from the project config when IMAGE is omitted."""
+    from smlocal.emulator.envfile import parse_env
+
+    if image is not None:
+        return _build_spec(
+            image=image,
+            model=model,
+            name=name,
+            env=parse_env(env, env_file),
+            instance_type=instance_type,
+            instance_count=instance_count,
+            startup_timeout=startup_timeout,
+            invocation_timeout=invocation_timeout,
+        )
+    given = {
+        "--model": model,
+        "--name": name,
+        "--env": env,
+        "--env-file": env_file,
+        "--instance-type": instance_type,
+        "--instance-count": instance_count,
+    }
+    ignored = [flag for flag, value in given.items() if value != _SINGLE_VARIANT_DEFAULTS[flag]]
+    if ignored:
+        raise ConfigError(
+            f"{', '.join(ignored)}: not without IMAGE; the project config sets each variant "
+            "(name IMAGE to serve one image with these flags)"
+        )
+    from smlocal.emulator.config import load_config
+
+    spec = load_config(config, profile).endpoint(endpoint)
+    timeouts = {"startup_timeout_s": startup_timeout, "invocation_timeout_s": invocation_timeout}
+    if timeouts != {"startup_timeout_s": 480.0, "invocation_timeout_s": 60.0}:
+        from smlocal.emulator.spec import build_spec
+
+        spec = build_spec(**{**spec.model_dump(), **timeouts})
+    return spec
+
+
+def _serve_detached(spec: EndpointSpec, settings: ServiceSettings) -> None:
+    from smlocal.emulator.service.client import (
+        deploy,
+        sagemaker_client,
+        undeploy,
+        wait_until_settled,
+    )
+    from smlocal.emulator.service.quick_serve import service_for
+    from smlocal.emulator.state import StateDir
+
+    sink = _ConsoleSink(show_logs=False)
+    with service_for(StateDir(), settings, detach=True) as at, talking_to(at.url):
+        _service_notes(at.url, at.how, settings)
+        client = sagemaker_client(at.url)
+        deploy(client, spec)
+        try:
+            answer = wait_until_settled(
+                client, spec.name, lambda st, _r: sink.status(spec.name, st, "")
+            )
+        except KeyboardInterrupt:
+            undeploy(client, spec.name)
+            raise
+        if answer["EndpointStatus"] == "Failed":
+            undeploy(client, spec.name)
+            fail(f"endpoint {spec.name} failed: {answer.get('FailureReason', '')}")
+    out.print(at.url)
+    err.print(
+        f"[bold]{escape(spec.name)}[/]: [green]InService[/] at {at.url} — "
+        f"`smlocal invoke {spec.name} ...`, `smlocal logs {spec.name} --follow`, "
+        f"`smlocal stop {spec.name}`"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to ``app``."""
+    app.command()(serve)
