@@ -10,9 +10,15 @@ contract-test ledger.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+from smlocal.emulator.errors import ConfigError
+
 __all__ = ["StateDir", "process_alive"]
+
+# SageMaker's endpoint-name rule: also what keeps a name from leaving logs/ ("../x", "a/b").
+_ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 
 def process_alive(pid: int) -> bool:
@@ -41,9 +47,19 @@ class StateDir:
     def cache(self) -> Path:
         return self.root / "cache"
 
+    def log_path(self, name: str) -> Path:
+        """Where endpoint ``name``'s log is (ConfigError for what is no endpoint name)."""
+        if not _ENDPOINT_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{name!r} is not an endpoint name (1-63 letters, digits and hyphens, "
+                "starting and ending with a letter or digit)"
+            )
+        return self.root / "logs" / f"{name}.log"
+
     def log_file(self, name: str) -> Path:
-        """``logs/NAME.log``, readable by the owner only (container output can hold data)."""
-        path = self.root / "logs" / f"{name}.log"
+        """``logs/NAME.log``, made if need be, readable by the owner only (container output
+        can hold data)."""
+        path = self.log_path(name)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             path.touch(mode=0o600)

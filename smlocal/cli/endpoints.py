@@ -184,13 +184,16 @@ def logs(
     from smlocal.emulator.service.quick_serve import LogTail
     from smlocal.emulator.state import StateDir
 
-    path = StateDir().log_file(name)
-    lines = path.read_text(errors="replace").splitlines()
-    if not lines and not follow:
-        fail(f"no log lines for endpoint {name} (in {path})")
-    out.print(escape("\n".join(lines[-tail:])), soft_wrap=True) if lines else None
+    with reported():
+        path = StateDir().log_path(name)
+    if not path.exists() and not follow:
+        fail(f"no log for an endpoint named {name} (in {path.parent})")
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    if lines:
+        out.print(escape("\n".join(lines[-tail:])), soft_wrap=True)
     if not follow:
         return
+    path = StateDir().log_file(name)
     from smlocal.emulator.service.client import describe_or_none, sagemaker_client
     from smlocal.emulator.service.process import read_service_record
 
