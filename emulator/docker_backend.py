@@ -22,7 +22,7 @@ import logging
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import docker
@@ -280,6 +280,31 @@ class DockerBackend:
             return
         except docker.errors.APIError as error:
             log.warning("removing %s failed: %s", container_id[:12], error)
+
+    def watch_exits(
+        self, labels: Mapping[str, str], on_exit: Callable[[str], None]
+    ) -> Callable[[], None]:
+        """Call ``on_exit(container_id)`` from a thread the moment a container carrying
+        ``labels`` dies (Docker's event stream), so traffic leaves it before its address can
+        be handed to another container. Returns the function that stops watching."""
+        filters = {
+            "type": "container",
+            "event": ["die"],
+            "label": [f"{key}={value}" for key, value in labels.items()],
+        }
+        stream = self._client.events(decode=True, filters=filters)
+
+        def pump() -> None:
+            try:
+                for event in stream:
+                    container_id = event.get("id") or (event.get("Actor") or {}).get("ID")
+                    if container_id:
+                        on_exit(str(container_id))
+            except Exception as error:  # closed, or the engine went away: nothing to watch
+                log.debug("docker event stream ended: %s", error)
+
+        threading.Thread(target=pump, name="docker-exits", daemon=True).start()
+        return stream.close  # type: ignore[no-any-return]
 
     def find(self, labels: Mapping[str, str]) -> list[str]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}

@@ -91,6 +91,8 @@ class Instance:
     container: RunningContainer
     address: tuple[str, int]
     healthy: bool = True
+    # Leaving for good (scaled in, replaced, stopping): never back in the rotation.
+    leaving: bool = False
     failed_pings: int = 0
     started_at: float = field(default_factory=time.time)
     time_to_healthy_s: float = 0.0
@@ -129,6 +131,7 @@ class Endpoint:
         self._monitor: asyncio.Task[None] | None = None
         self._replacing: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
+        self._unwatch: Callable[[], None] | None = None
         self.created_at = time.time()
         self.in_service_at: float | None = None
 
@@ -188,6 +191,7 @@ class Endpoint:
             if isinstance(first, EndpointFailedError):
                 raise first
             raise EndpointFailedError(f"{first.__class__.__name__}: {first}") from first
+        self._watch_exits()
         self.status = EndpointStatus.IN_SERVICE
         self.in_service_at = time.time()
         log.info("endpoint %s: InService", self.spec.name)
@@ -198,6 +202,10 @@ class Endpoint:
             return
         self.status = EndpointStatus.DELETING
         log.info("endpoint %s: Deleting", self.spec.name)
+        if self._unwatch is not None:
+            with contextlib.suppress(Exception):
+                self._unwatch()
+            self._unwatch = None
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -219,6 +227,7 @@ class Endpoint:
 
     async def _retire(self, instance: Instance) -> None:
         instance.healthy = False
+        instance.leaving = True
         # Shielded: a cancelled caller must not leave a stopped-but-not-removed container.
         await asyncio.shield(asyncio.to_thread(self._stop_and_remove, instance.container.id))
 
@@ -406,7 +415,8 @@ class Endpoint:
                         await self._check(instance)
 
     async def _check(self, instance: Instance) -> None:
-        result = await ping(self.http, instance.container.published)
+        # The address that carries traffic is the one checked.
+        result = await ping(self.http, instance.address)
         if result.ok:
             instance.failed_pings = 0
             return
@@ -421,6 +431,7 @@ class Endpoint:
         if exited is None and instance.failed_pings < self.settings.unhealthy_after:
             return
         instance.healthy = False
+        instance.leaving = True
         log.error(
             "instance %s is unhealthy (%s); replacing it, as SageMaker would",
             instance.label,
@@ -429,6 +440,67 @@ class Endpoint:
         task = asyncio.create_task(self._replace(instance), name=f"replace-{instance.label}")
         self._replacing.add(task)
         task.add_done_callback(self._replacing.discard)
+
+    def eject(self, instance: Instance, reason: str, *, unless_last: bool = False) -> None:
+        """Out of the rotation at once (a connection to it failed, or its container died);
+        back as soon as it answers /ping at its address, replaced if its container is gone.
+        ``unless_last``: a variant's last healthy instance stays in while it is verified (a
+        failed connection alone is no reason to refuse every request)."""
+        if not instance.healthy or instance.leaving or self.status != EndpointStatus.IN_SERVICE:
+            return
+        if unless_last and self.healthy(instance.variant) == [instance]:
+            if not any(t.get_name() == f"verify-{instance.label}" for t in self._replacing):
+                task = asyncio.create_task(self._verify(instance), name=f"verify-{instance.label}")
+                self._replacing.add(task)
+                task.add_done_callback(self._replacing.discard)
+            return
+        instance.healthy = False
+        log.warning("instance %s out of the rotation: %s", instance.label, reason)
+        task = asyncio.create_task(self._verify(instance), name=f"verify-{instance.label}")
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def _verify(self, instance: Instance) -> None:
+        exited = await asyncio.to_thread(exit_message, self.backend, instance.container)
+        if exited is None:
+            result = await ping(self.http, instance.address)
+            if result.ok and not instance.leaving:
+                instance.healthy = True
+                instance.failed_pings = 0
+                log.info("instance %s answers again: back in the rotation", instance.label)
+                return
+        instance.leaving = True
+        log.error(
+            "instance %s is unhealthy (%s); replacing it, as SageMaker would",
+            instance.label,
+            exited or "it does not answer /ping",
+        )
+        await self._replace(instance)
+
+    def _watch_exits(self) -> None:
+        """Eject an instance the moment Docker reports its container dead (where the backend
+        can say so): its bridge address may be handed to the next container started."""
+        watch = getattr(self.backend, "watch_exits", None)
+        if watch is None or self._unwatch is not None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def died(container_id: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to eject
+                loop.call_soon_threadsafe(self._container_died, container_id)
+
+        try:
+            self._unwatch = watch(
+                {LABEL_ENDPOINT: self.spec.name, LABEL_SESSION: self.session_id}, died
+            )
+        except Exception as error:  # health checks still catch a dead container, later
+            log.warning("cannot watch container exits: %s", error)
+
+    def _container_died(self, container_id: str) -> None:
+        for group in self.instances.values():
+            for instance in group:
+                if instance.container.id == container_id:
+                    self.eject(instance, "its container exited")
 
     async def _replace(self, old: Instance) -> None:
         variant = self.spec.variant(old.variant)
@@ -468,6 +540,7 @@ class Endpoint:
             surplus = group[variant.instance_count :]
             for instance in surplus:
                 instance.healthy = False  # out of the rotation before it stops
+                instance.leaving = True
             for instance in surplus:
                 group.remove(instance)
                 await self._retire(instance)

@@ -96,6 +96,13 @@ def _status_error(endpoint: str, instance: Instance, status: int, payload: bytes
 
 
 _UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError)
+# A container on this machine accepts in microseconds; a connect that takes longer is a dead
+# or wrong address, not a slow model: fail it fast and let the instance leave the rotation.
+CONNECT_TIMEOUT_S = 1.0
+
+
+def _connect_failed(error: BaseException) -> bool:
+    return isinstance(error, aiohttp.ConnectionTimeoutError)
 
 
 async def invoke(
@@ -123,7 +130,7 @@ async def invoke(
             instance.url("/invocations"),
             data=body,
             headers=dict(headers),
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=CONNECT_TIMEOUT_S),
         ) as response:
             status = response.status
             payload = await _read_limited(response, max_bytes)
@@ -133,8 +140,11 @@ async def invoke(
     except (TimeoutError, *_UPSTREAM_ERRORS) as error:
         elapsed_us = int((time.perf_counter() - started) * 1e6)
         metrics.record(status=None, model_us=elapsed_us, total_us=elapsed_us)
-        if isinstance(error, TimeoutError):
+        if isinstance(error, TimeoutError) and not _connect_failed(error):
             raise _timeout_error(name, instance, timeout_s) from None
+        endpoint.eject(
+            instance, f"a connection to it failed ({error.__class__.__name__})", unless_last=True
+        )
         raise _connection_error(name, instance, error) from None
     model_us = int((model_done - started) * 1e6)
     if len(payload) > max_bytes:
@@ -200,13 +210,18 @@ async def open_stream(
             instance.url("/invocations"),
             data=body,
             headers=dict(headers),
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_s),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_read=timeout_s, sock_connect=CONNECT_TIMEOUT_S
+            ),
         )
     except (TimeoutError, *_UPSTREAM_ERRORS) as error:
         elapsed_us = int((time.perf_counter() - started) * 1e6)
         metrics.record(status=None, model_us=elapsed_us, total_us=elapsed_us)
-        if isinstance(error, TimeoutError):
+        if isinstance(error, TimeoutError) and not _connect_failed(error):
             raise _timeout_error(name, instance, timeout_s) from None
+        endpoint.eject(
+            instance, f"a connection to it failed ({error.__class__.__name__})", unless_last=True
+        )
         raise _connection_error(name, instance, error) from None
     status: int | None = response.status
     try:
