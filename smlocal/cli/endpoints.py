@@ -118,8 +118,18 @@ def invoke(
     )
 
 
-def ps() -> None:
+def ps(
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="One JSON document on stdout (for scripts): the service and its endpoints.",
+        ),
+    ] = False,
+) -> None:
     """List the endpoints on the local service: status, variants (image x instances), age."""
+    from dataclasses import asdict
+
     from rich.table import Table
 
     from smlocal.emulator.service.client import endpoint_rows, sagemaker_client
@@ -128,16 +138,24 @@ def ps() -> None:
 
     record = read_service_record(StateDir())
     if record is None:
+        if as_json:
+            typer.echo(json.dumps({"service": None, "endpoints": []}, indent=2))
         err.print("no endpoints are running (no smlocal service is running)")
         return
     with reported(), talking_to(record.url):
         rows = endpoint_rows(sagemaker_client(record.url))
+    if as_json:
+        service = {"url": record.url, "pid": record.pid, "started_at": record.started_at}
+        document = {"service": service, "endpoints": [asdict(row) for row in rows]}
+        typer.echo(json.dumps(document, indent=2))
+        return
     if not rows:
         err.print(f"no endpoints on the smlocal service at {record.url}")
         return
     table = Table(title=f"smlocal service at {record.url}", title_justify="left")
     for column in ("name", "status", "variants", "up"):
-        table.add_column(column)
+        # Names and images are what a user copies: fold them, never cut them short.
+        table.add_column(column, overflow="fold")
     for row in rows:
         status = row.status if not row.reason else f"{row.status} ({row.reason.splitlines()[0]})"
         table.add_row(row.name, status, row.variants, f"{time.time() - row.created:.0f}s")

@@ -60,6 +60,11 @@ def test_detached_endpoint_lifecycle(
         listed = smlocal("ps")
         assert "cli-iris" in listed.stdout
         assert "InService" in listed.stdout
+        document = json.loads(smlocal("ps", "--json").stdout)
+        assert document["service"]["url"] == url
+        (row,) = document["endpoints"]
+        assert (row["name"], row["status"]) == ("cli-iris", "InService")
+        assert SKLEARN_IMAGE in row["variants"]
         payload = tmp_path / "payload.json"
         payload.write_text(json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}))
         answer = smlocal("invoke", "cli-iris", "--body", f"@{payload}")
