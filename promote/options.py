@@ -4,9 +4,18 @@
 :func:`build_request` merges them with the project's profile and a load test's advice and
 builds the request. The precedence, for every setting that more than one source can give:
 
-    flag > load-test advice (--scaling-from) > profile ([profiles.NAME.promote]) > default
+    flag > profile ([profiles.NAME.promote]) > default
 
-Advice only ever speaks for the three autoscaling values (min, max, target invocations).
+except for the autoscaling values a load test (``--scaling-from``) measured or derived:
+
+    min, max instances:   flag > profile > load-test advice > default
+    target invocations:   flag > load-test advice > profile > default
+
+The bounds are the user's policy (cost, availability), so a profile's say wins over advice;
+the target is a measurement of this image, so the load test's wins over a profile's guess.
+Advice gives a bound only when the load test was told the traffic (``--peak-rps`` /
+``--base-rps``); without it, its 1 is no advice. Where each value came from is kept in
+``ScalingSettings.sources`` and shown by ``--dry-run`` and the progress output.
 ``--endpoint NAME`` takes every variant from the project config, so the single-variant flags
 (IMAGE, ``--instance-type``, ``--instance-count``) are refused beside it rather than ignored.
 """
@@ -149,31 +158,41 @@ def _scaling(
     options: PromoteOptions, profile: dict[str, Any], instance_count: int
 ) -> ScalingSettings:
     advice = scaling_from_loadtest(options.scaling_from) if options.scaling_from else {}
+    profiled = f"profile {options.profile}" if options.profile else "project config"
+    tested = f"load test {options.scaling_from}"
+    chosen: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    orders = {
+        "min_instances": (("--min", options.min_instances), (profiled, None), (tested, None)),
+        "max_instances": (("--max", options.max_instances), (profiled, None), (tested, None)),
+        "target_invocations": (
+            ("--target-invocations", options.target_invocations),
+            (tested, None),
+            (profiled, None),
+        ),
+    }
+    defaults = {
+        "min_instances": float(instance_count),
+        "max_instances": float(max(instance_count, 4)),
+        "target_invocations": DEFAULT_TARGET_INVOCATIONS,
+    }
+    for key, order in orders.items():
+        for source, flag in order:
+            value = (
+                flag
+                if flag is not None or source.startswith("--")
+                else (advice if source == tested else profile).get(key)
+            )
+            if value is not None:
+                chosen[key], sources[key] = float(value), source
+                break
+        else:
+            chosen[key], sources[key] = defaults[key], "default"
     return ScalingSettings(
-        min_instances=int(
-            _first(
-                options.min_instances,
-                advice.get("min_instances"),
-                profile.get("min_instances"),
-                default=instance_count,
-            )
-        ),
-        max_instances=int(
-            _first(
-                options.max_instances,
-                advice.get("max_instances"),
-                profile.get("max_instances"),
-                default=max(instance_count, 4),
-            )
-        ),
-        target_invocations=float(
-            _first(
-                options.target_invocations,
-                advice.get("target_invocations"),
-                profile.get("target_invocations"),
-                default=DEFAULT_TARGET_INVOCATIONS,
-            )
-        ),
+        min_instances=int(chosen["min_instances"]),
+        max_instances=int(chosen["max_instances"]),
+        target_invocations=chosen["target_invocations"],
+        sources=sources,
     )
 
 

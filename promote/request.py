@@ -57,6 +57,20 @@ class ScalingSettings:
     target_invocations: float = DEFAULT_TARGET_INVOCATIONS
     scale_in_cooldown_s: int = SCALE_IN_COOLDOWN_S
     scale_out_cooldown_s: int = SCALE_OUT_COOLDOWN_S
+    # Where each of min/max/target came from ("--min", "profile prod", "load test FILE",
+    # "default"), for --dry-run and the progress output.
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def describe(self) -> str:
+        def source(key: str) -> str:
+            return f" ({self.sources[key]})" if key in self.sources else ""
+
+        return (
+            f"autoscaling: min {self.min_instances}{source('min_instances')}, "
+            f"max {self.max_instances}{source('max_instances')}, "
+            f"target {self.target_invocations:g} invocations/instance/min"
+            f"{source('target_invocations')}"
+        )
 
 
 @dataclass(frozen=True)
@@ -148,8 +162,10 @@ def scaling_from_loadtest(path: Path) -> dict[str, float]:
     advice: dict[str, float] = {
         "target_invocations": float(data["target_invocations_per_instance"])
     }
-    for key in ("min_instances", "max_instances"):
-        if key in data:
+    # Instance bounds are advice only when the load test knew the traffic they are for: a
+    # max computed without --peak-rps (or a min without --base-rps) is a placeholder of 1.
+    for key, rate in (("min_instances", "base_rps"), ("max_instances", "peak_rps")):
+        if data.get(key) is not None and (rate not in data or data[rate] is not None):
             advice[key] = int(data[key])
     return advice
 

@@ -74,6 +74,9 @@ def _promote(options: PromoteOptions, *, dry_run: bool) -> None:
     from smlocal.promote.options import build_request
 
     request = build_request(options)
+    if request.serverless is None:
+        # Which of flag, profile, load test or default each value came from.
+        err.print(escape(request.scaling.describe()))
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -223,7 +226,12 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option(help="Invocations per instance per minute (default 70).")
         ] = None,
         scaling_from: Annotated[
-            Path | None, typer.Option(help="loadtest.json with target_invocations_per_instance.")
+            Path | None,
+            typer.Option(
+                help="The loadtest-summary.json `smlocal loadtest --find-max --report DIR` "
+                "wrote: its target invocations per instance (over the profile's), and its "
+                "min/max instances when the test had --base-rps/--peak-rps (below the profile's)."
+            ),
         ] = None,
         role_arn: Annotated[
             str | None, typer.Option(help="Use this execution role; create none.")

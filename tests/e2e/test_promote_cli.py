@@ -259,6 +259,7 @@ def test_dry_run_prints_every_call_and_makes_none(tmp_path: Path, env: dict[str,
         assert call in result.stdout
     assert "no AWS call was made" in result.stderr
     assert "the quality gate accuracy>=0.9 would run on rows.csv" in result.stderr
+    assert "autoscaling: min 1 (default), max 4 (default), target 70" in result.stderr
     assert not (tmp_path / ".smlocal").exists()
 
 

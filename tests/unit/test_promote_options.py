@@ -1,4 +1,5 @@
-"""promote's flags → PromoteRequest: flag > load-test advice > profile > default, typed."""
+"""promote's flags → PromoteRequest: flag > profile > default; for autoscaling, the bounds
+flag > profile > load-test advice > default and the target flag > advice > profile > default."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _options(**given: object) -> PromoteOptions:
     return PromoteOptions(**{**base, **given})  # type: ignore[arg-type]
 
 
-def _advice(tmp_path: Path, **fields: float) -> Path:
+def _advice(tmp_path: Path, **fields: float | None) -> Path:
     path = tmp_path / "loadtest-summary.json"
     path.write_text(json.dumps({"target_invocations_per_instance": 900.0, **fields}))
     return path
@@ -62,17 +63,34 @@ def test_profile_over_defaults(project: Path) -> None:
     assert request.scaling.target_invocations == 500
 
 
-def test_advice_over_profile_and_flag_over_advice(project: Path) -> None:
-    advice = _advice(project, min_instances=3)
+def test_profile_bounds_win_over_advice_and_advice_target_over_profile(project: Path) -> None:
+    advice = _advice(project, min_instances=3, max_instances=1, peak_rps=None, base_rps=5.0)
     request = build_request(_options(profile="prod", scaling_from=advice))
-    assert request.scaling.target_invocations == 900.0
-    assert request.scaling.min_instances == 3
-    assert request.scaling.max_instances == 8  # advice said nothing: the profile's
+    scaling = request.scaling
+    assert scaling.target_invocations == 900.0  # measured: the load test's
+    assert (scaling.min_instances, scaling.max_instances) == (2, 8)  # policy: the profile's
+    assert scaling.sources == {
+        "min_instances": "profile prod",
+        "max_instances": "profile prod",
+        "target_invocations": f"load test {advice}",
+    }
+    assert "max 8 (profile prod)" in scaling.describe()
     flagged = build_request(
         _options(profile="prod", scaling_from=advice, min_instances=1, target_invocations=42)
     )
     assert flagged.scaling.min_instances == 1
     assert flagged.scaling.target_invocations == 42
+    assert flagged.scaling.sources["min_instances"] == "--min"
+
+
+def test_advice_without_peak_rate_never_caps_max_at_one(project: Path) -> None:
+    # What `loadtest --find-max` writes without --peak-rps: max_instances 1, peak_rps null.
+    advice = _advice(project, min_instances=1, max_instances=1, peak_rps=None, base_rps=None)
+    request = build_request(_options(scaling_from=advice))
+    assert request.scaling.max_instances == 4  # the default, not the placeholder
+    assert request.scaling.sources["max_instances"] == "default"
+    with_peak = _advice(project, min_instances=1, max_instances=6, peak_rps=300.0, base_rps=None)
+    assert build_request(_options(scaling_from=with_peak)).scaling.max_instances == 6
 
 
 def test_region_from_environment_when_no_profile_says(
