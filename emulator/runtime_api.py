@@ -15,6 +15,7 @@ an AWS-shaped error from :mod:`emulator.aws_errors`.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -31,6 +32,8 @@ from smlocal.emulator.endpoint import Endpoint, EndpointStatus
 from smlocal.emulator.eventstream import exception_message, payload_part
 from smlocal.emulator.invocation import CUSTOM_ATTRIBUTES, StreamInterrupted, invoke, open_stream
 from smlocal.emulator.request_rules import invoke_rules
+from smlocal.emulator.serverless import ServerlessEndpoint
+from smlocal.emulator.serverless_config import MAX_PAYLOAD_BYTES as SERVERLESS_MAX_BYTES
 
 __all__ = ["RuntimeApi", "create_app"]
 
@@ -141,10 +144,16 @@ class RuntimeApi:
             endpoint = self.lookup(name)
             forwarded = self.rules.forwarded_headers(headers)
             target = forwarded.pop(TARGET_VARIANT, None)
-            body = await _read_body(receive, headers, self.rules.max_body_bytes, request_id)
-            result = await invoke(
-                endpoint, body, forwarded, target_variant=target, received_at=received
+            serverless = isinstance(endpoint, ServerlessEndpoint)
+            limit = SERVERLESS_MAX_BYTES if serverless else self.rules.max_body_bytes
+            body = await _read_body(receive, headers, limit, request_id)
+            call = functools.partial(
+                invoke, endpoint, body, forwarded, target_variant=target, received_at=received
             )
+            if isinstance(endpoint, ServerlessEndpoint):  # containers on demand
+                result = await endpoint.serve(call, target)
+            else:
+                result = await call()
         except AwsError as error:
             if endpoint is not None and error.code != "ModelError":
                 endpoint.metrics.rejected += 1

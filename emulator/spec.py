@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.instance_types import InstanceType, lookup_instance_type
+from smlocal.emulator.serverless_config import ServerlessSpec
 
 __all__ = [
     "DEFAULT_INSTANCE_TYPE",
@@ -50,6 +51,8 @@ class VariantSpec(BaseModel):
     weight: float = Field(default=1.0, ge=0.0)
     # CreateModel's EnableNetworkIsolation: the container gets no outbound network.
     network_isolation: bool = False
+    # ServerlessConfig: on-demand containers instead of instance_type x instance_count.
+    serverless: ServerlessSpec | None = None
 
     @field_validator("instance_type")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 
 from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.service.resources import already_exists, arn, not_found
+from smlocal.emulator.service.serverless_rules import check_serverless_config
 from smlocal.emulator.service.store import InvalidToken, Kind, ListQuery, Store
 
 __all__ = ["Catalog", "Params", "public"]
@@ -52,6 +53,7 @@ class Catalog:
         name = p["EndpointConfigName"]
         if self.store.get(Kind.ENDPOINT_CONFIG, name) is not None:
             raise already_exists("endpoint-config", name)
+        check_serverless_config(p, lambda model: self.store.get(Kind.MODEL, model))
         config_arn = arn("endpoint-config", name)
         record = {**p, "EndpointConfigArn": config_arn, "CreationTime": time.time()}
         record.pop("Tags", None)

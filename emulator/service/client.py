@@ -133,6 +133,9 @@ def deploy_requests(spec: EndpointSpec, suffix: str | None = None) -> DeployRequ
             "InitialInstanceCount": variant.instance_count,
             "InitialVariantWeight": variant.weight,
         }
+        if variant.serverless is not None:  # on-demand containers instead of instances
+            del production["InstanceType"], production["InitialInstanceCount"]
+            production["ServerlessConfig"] = variant.serverless.as_aws()
         if spec.startup_timeout_s != DEFAULT_STARTUP_TIMEOUT_S:
             production["ContainerStartupHealthCheckTimeoutInSeconds"] = int(spec.startup_timeout_s)
         variants.append(production)

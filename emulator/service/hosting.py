@@ -32,6 +32,7 @@ from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.backend import LABEL_ENDPOINT, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
 from smlocal.emulator.errors import SmlocalError
+from smlocal.emulator.serverless import ServerlessEndpoint, is_serverless
 from smlocal.emulator.service.catalog import Catalog, Params, public
 from smlocal.emulator.service.resources import (
     SERVE_TAG,
@@ -39,6 +40,7 @@ from smlocal.emulator.service.resources import (
     arn,
     in_progress,
 )
+from smlocal.emulator.service.serverless_rules import serverless_summaries, stage_serverless_update
 from smlocal.emulator.service.specs import container_of, endpoint_spec
 from smlocal.emulator.service.store import Kind, Store
 from smlocal.emulator.spec import EndpointSpec
@@ -143,6 +145,7 @@ class HostingService(Catalog):
             if "DesiredInstanceCount" in change:
                 counts[variant] = int(change["DesiredInstanceCount"])
         _check_desired(live.spec, weights, counts)
+        stage_serverless_update(live, p["DesiredWeightsAndCapacities"])  # ServerlessUpdateConfig
         self._set_status(record, "Updating", FailureReason=None)
         self._background(self._reconfigure(name, weights, counts), f"weights-{name}")
         return {"EndpointArn": record["EndpointArn"]}
@@ -265,7 +268,7 @@ class HostingService(Catalog):
             # The endpoint never got them: nobody else would remove them.
             await asyncio.shield(asyncio.to_thread(remove_containers, self.backend, adopt))
             raise
-        endpoint = Endpoint(
+        endpoint = (ServerlessEndpoint if is_serverless(spec) else Endpoint)(
             spec,
             self.backend,
             models,
@@ -425,6 +428,7 @@ class HostingService(Catalog):
                     "DesiredInstanceCount": variant.instance_count,
                 }
             )
+        serverless_summaries(endpoint, variants)
         return variants
 
 

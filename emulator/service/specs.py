@@ -21,6 +21,11 @@ from typing import Any
 
 from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.service.serverless_rules import (
+    check_serverless_config,
+    serverless_fields,
+    startup_window,
+)
 from smlocal.emulator.spec import DEFAULT_STARTUP_TIMEOUT_S, EndpointSpec, build_spec
 
 __all__ = ["container_of", "endpoint_spec", "local_image"]
@@ -73,6 +78,7 @@ def endpoint_spec(
     resolve_image: Callable[[str], str | None],
 ) -> EndpointSpec:
     """The spec of endpoint ``name`` running ``config`` (its models in ``models``, by name)."""
+    check_serverless_config(config, models.get)
     variants = []
     startup = DEFAULT_STARTUP_TIMEOUT_S
     for variant in config["ProductionVariants"]:
@@ -94,12 +100,14 @@ def endpoint_spec(
                 "instance_count": int(variant.get("InitialInstanceCount") or 1),
                 "weight": float(variant.get("InitialVariantWeight", 1.0)),
                 "network_isolation": bool(model.get("EnableNetworkIsolation", False)),
+                **serverless_fields(variant),
             }
         )
         if variant.get("ContainerStartupHealthCheckTimeoutInSeconds"):
             # One window per endpoint here: the longest any variant asks for.
             asked = int(variant["ContainerStartupHealthCheckTimeoutInSeconds"])
             startup = max(startup, asked) if variants[:-1] else asked
+    startup = startup_window(config["ProductionVariants"], startup)
     try:
         return build_spec(name=name, variants=variants, startup_timeout_s=startup)
     except ConfigError as error:

@@ -123,6 +123,19 @@ def serve(
     instance_count: Annotated[
         int, typer.Option(min=1, max=20, help="Containers behind round-robin.")
     ] = 1,
+    serverless_memory: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve it serverless (ServerlessConfig) with this MemorySizeInMB (1024-6144, "
+            "1 GB steps): containers start on the first request and stop when idle.",
+        ),
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Serverless MaxConcurrency (1-200; default 5); needs --serverless-memory."
+        ),
+    ] = None,
     port: Annotated[
         int,
         typer.Option(
@@ -212,6 +225,8 @@ def serve(
             endpoint=endpoint,
             profile=profile,
         )
+        if serverless_memory is not None or max_concurrency is not None:
+            spec = _serverless(spec, serverless_memory, max_concurrency)
         from smlocal.emulator.service.quick_serve import ServiceSettings, check_images
 
         check_images(spec)
@@ -291,6 +306,17 @@ _SINGLE_VARIANT_DEFAULTS: dict[str, object] = {
     "--instance-type": _DEFAULT_INSTANCE_TYPE,
     "--instance-count": 1,
 }
+
+
+def _serverless(spec: EndpointSpec, memory: int | None, concurrency: int | None) -> EndpointSpec:
+    """``spec`` with every variant serverless (``--serverless-memory``/``--max-concurrency``)."""
+    from smlocal.emulator.spec import build_spec
+
+    if memory is None:
+        raise ConfigError("--max-concurrency: only with --serverless-memory")
+    serverless = {"memory_mb": memory, "max_concurrency": 5 if concurrency is None else concurrency}
+    variants = [{**v.model_dump(), "serverless": serverless} for v in spec.variants]
+    return build_spec(**{**spec.model_dump(), "variants": variants})
 
 
 def _serve_spec(

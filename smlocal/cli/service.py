@@ -61,12 +61,26 @@ def register(app: typer.Typer) -> None:
                 help="Seconds a container has to answer an invocation (SageMaker: 60).",
             ),
         ] = 60.0,
+        serverless_idle_s: Annotated[
+            float,
+            typer.Option(
+                "--serverless-idle-s",
+                min=0.1,
+                help="Seconds without a request before a serverless endpoint scales to zero "
+                "(AWS does not say; default 300).",
+            ),
+        ] = 300.0,
     ) -> None:
         """Run the service in the foreground (Ctrl-C stops every endpoint, keeps the state)."""
         if ctx.invoked_subcommand is not None:
             return
         with reported():
+            import os
+
+            from smlocal.emulator.serverless_config import IDLE_ENV
             from smlocal.emulator.state import StateDir
+
+            os.environ[IDLE_ENV] = str(serverless_idle_s)  # read by the service (and its child)
 
             state = StateDir()
             from smlocal.emulator.service.process import (
