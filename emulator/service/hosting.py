@@ -82,6 +82,8 @@ class HostingService(Catalog):
         self._resolve_image = resolve_image
         self._tasks: set[asyncio.Task[None]] = set()
         self.closing = False
+        # (event "created" | "updated" | "deleted", endpoint, config name): async inference.
+        self.observers: list[Callable[[str, str, str], None]] = []
 
     # ---- endpoints -----------------------------------------------------------------------
     async def create_endpoint(self, p: Params) -> Params:
@@ -104,6 +106,8 @@ class HostingService(Catalog):
         }
         self.store.insert(Kind.ENDPOINT, name, record, status="Creating")
         self._tag(endpoint_arn, p)
+        for observe in self.observers:
+            observe("created", name, p["EndpointConfigName"])
         self._background(self._bring_up(name, spec), f"create-{name}")
         return {"EndpointArn": endpoint_arn}
 
@@ -122,6 +126,8 @@ class HostingService(Catalog):
         name = record["EndpointName"]  # as created: the request may spell it in another case
         spec, specified = await asyncio.to_thread(self._spec, name, p["EndpointConfigName"])
         self._set_status(record, "Updating", FailureReason=None)
+        for observe in self.observers:
+            observe("updated", name, p["EndpointConfigName"])
         self._background(
             self._blue_green(name, spec, specified, p["EndpointConfigName"]), f"update-{name}"
         )
@@ -159,6 +165,8 @@ class HostingService(Catalog):
                 raise in_progress(name)
             await self._cancel(f"create-{name}", f"recover-{name}")
         self._set_status(record, "Deleting")
+        for observe in self.observers:
+            observe("deleted", name, record["EndpointConfigName"])
         self._background(self._tear_down(name), f"delete-{name}")
         return {}
 

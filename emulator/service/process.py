@@ -41,6 +41,7 @@ from smlocal.emulator.endpoint import LogSink, MonitorSettings
 from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.runtime_api import RuntimeApi
 from smlocal.emulator.server import QuietServer, bind_socket, fast_loop_factory
+from smlocal.emulator.service.async_inference import AsyncInference, AsyncRouting
 from smlocal.emulator.service.control_plane import ControlPlane, is_control_plane
 from smlocal.emulator.service.hosting import HostingService
 from smlocal.emulator.service.origin_guard import refusal, refuse
@@ -130,7 +131,7 @@ class ServiceApp:
     """One port: JSON 1.1 control-plane calls to ``POST /``, everything else to the runtime;
     on loopback, nothing a web page sent (:mod:`~smlocal.emulator.service.origin_guard`)."""
 
-    def __init__(self, control_plane: ControlPlane, runtime: RuntimeApi) -> None:
+    def __init__(self, control_plane: ControlPlane, runtime: RuntimeApi | AsyncRouting) -> None:
         self.control_plane = control_plane
         self.runtime = runtime
 
@@ -248,7 +249,10 @@ async def run_service(
         resolve_image=image_resolver(backend, registry_mirror),
         invocation_timeout_s=invocation_timeout_s,
     )
-    app = ServiceApp(ControlPlane(hosting), RuntimeApi(hosting.endpoints))
+    asynchronous = AsyncInference(store, hosting.endpoints, _service_dir(state) / "async.db")
+    hosting.observers.append(asynchronous.on_endpoint_event)
+    runtime = AsyncRouting(RuntimeApi(hosting.endpoints), asynchronous)
+    app = ServiceApp(ControlPlane(hosting), runtime)
     server = QuietServer(
         uvicorn.Config(
             app,
@@ -267,10 +271,12 @@ async def run_service(
             await asyncio.sleep(0.01)
         record_path.write_text(json.dumps(asdict(ServiceRecord(os.getpid(), url, time.time()))))
         await hosting.recover(leftovers, logs.last_written)
+        asynchronous.start()
         if on_ready is not None:
             on_ready(url)
         await stop.wait()
     finally:
+        await asynchronous.close()
         await hosting.close()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
