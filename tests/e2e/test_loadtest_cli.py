@@ -55,6 +55,10 @@ def test_find_max_on_sklearn_reports_max_rps_from_locust_stats(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "MAX_RPS (one instance)" in result.stdout
+    # Off a terminal (this pipe), one plain progress line per step, as it ends.
+    progress = [line for line in result.stderr.splitlines() if "— step " in line]
+    assert len(progress) == len(json.loads((report / "loadtest-summary.json").read_text())["steps"])
+    assert "step 01: 1 users" in progress[0] and "req/s" in progress[0]
     for name in ("loadtest-summary.json", "loadtest.png", "report.html"):
         assert (report / name).stat().st_size > 0
     assert (report / "loadtest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
