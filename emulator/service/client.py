@@ -35,6 +35,7 @@ __all__ = [
     "runtime_client",
     "sagemaker_client",
     "undeploy",
+    "wait_for_async_result",
     "wait_until_settled",
 ]
 
@@ -357,3 +358,49 @@ def endpoint_rows(client: Any) -> list[EndpointRow]:
 
 def _epoch(value: Any) -> float:
     return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def _s3_object(s3: Any, location: str) -> bytes | None:
+    """The object at ``s3://bucket/key``, or None while it does not exist."""
+    from botocore.exceptions import ClientError
+
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if _code(error) in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise ServiceError(f"cannot read {location}: {_code(error)}: {_message(error)}") from None
+    return body
+
+
+def wait_for_async_result(
+    output_location: str,
+    failure_location: str | None,
+    timeout_s: float,
+    on_wait: Callable[[float], None],
+    poll_s: float = 0.5,
+) -> tuple[bool, bytes]:
+    """Poll S3 (boto3's own endpoint settings: real S3, or moto through AWS_ENDPOINT_URL_S3)
+    until the answer or the failure object of an async request exists: (succeeded, body).
+    ``on_wait(seconds waited)`` about every ``poll_s``."""
+    import boto3
+
+    s3 = boto3.client("s3", region_name=_region())
+    started = time.monotonic()
+    while True:
+        answer = _s3_object(s3, output_location)
+        if answer is not None:
+            return True, answer
+        if failure_location:
+            failure = _s3_object(s3, failure_location)
+            if failure is not None:
+                return False, failure
+        waited = time.monotonic() - started
+        if waited > timeout_s:
+            raise SmlocalError(
+                f"no result at {output_location} after {timeout_s:g} s (the request may still be "
+                "queued: check `smlocal ps` and the endpoint's log)"
+            )
+        on_wait(waited)
+        time.sleep(poll_s)

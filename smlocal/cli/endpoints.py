@@ -44,9 +44,9 @@ def _service_url() -> str:
 def invoke(
     name: Annotated[str, typer.Argument(help="Endpoint name (see `smlocal ps`).")],
     body: Annotated[
-        str,
+        str | None,
         typer.Option("--body", "-b", help="Request body, inline or @file (e.g. @payload.json)."),
-    ],
+    ] = None,
     content_type: Annotated[
         str, typer.Option(help="Content-Type of the body.")
     ] = "application/json",
@@ -62,14 +62,44 @@ def invoke(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the answer body to this file.")
     ] = None,
+    async_: Annotated[
+        bool,
+        typer.Option(
+            "--async",
+            help="InvokeEndpointAsync on an async endpoint: send --input, wait for the answer "
+            "object in S3 (progress while queued) and print it.",
+        ),
+    ] = False,
+    input_location: Annotated[
+        str | None,
+        typer.Option("--input", help="With --async: the request's s3:// input location."),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="With --async: seconds to wait for the result.")
+    ] = 600.0,
 ) -> None:
-    """Invoke an endpoint through the SageMaker Runtime API (boto3) and print the answer."""
+    """Invoke an endpoint through the SageMaker Runtime API (boto3) and print the answer.
+
+    With `--async --input s3://bucket/key`, the request is queued (InvokeEndpointAsync) and the
+    command waits for its answer (or failure) object in S3, as boto3 would find it: S3 is
+    wherever boto3's settings say (`AWS_ENDPOINT_URL_S3` for a moto server).
+    """
     import botocore.exceptions
 
     from smlocal.emulator.service.client import runtime_client
 
     if endpoint_url is None:
         endpoint_url = _service_url()
+    if async_ or input_location is not None:
+        if not async_ or input_location is None or body is not None:
+            fail("--async takes --input s3://... (and no --body)", ExitCode.USAGE)
+        with reported(), talking_to(endpoint_url):
+            _invoke_async(
+                runtime_client(endpoint_url), name, input_location, content_type, accept, wait
+            )
+        return
+    if body is None:
+        fail("pass --body (or --async --input s3://...)", ExitCode.USAGE)
     if body.startswith("@"):
         try:
             payload = Path(body[1:]).read_bytes()
@@ -116,6 +146,44 @@ def invoke(
         f"[dim]variant {response.get('InvokedProductionVariant')} · "
         f"{response.get('ContentType')}[/]"
     )
+
+
+def _invoke_async(
+    client: object,
+    name: str,
+    input_location: str,
+    content_type: str,
+    accept: str | None,
+    wait: float,
+) -> None:
+    import botocore.exceptions
+
+    from smlocal.emulator.service.client import wait_for_async_result
+
+    params = {"EndpointName": name, "InputLocation": input_location, "ContentType": content_type}
+    if accept:
+        params["Accept"] = accept
+    try:
+        answer = client.invoke_endpoint_async(**params)  # type: ignore[attr-defined]
+    except botocore.exceptions.ClientError as error:
+        info = error.response.get("Error", {})
+        fail(f"{info.get('Code')}: {info.get('Message')}")
+    output = answer["OutputLocation"]
+    err.print(f"[dim]queued as {answer['InferenceId']}; the answer goes to {output}[/]")
+    last = [0.0]
+
+    def progress(waited: float) -> None:
+        if waited - last[0] >= 5:  # a plain line every 5 s: readable in a CI log too
+            last[0] = waited
+            err.print(f"[dim]still queued or running after {waited:.0f} s ...[/]")
+
+    succeeded, body = wait_for_async_result(output, answer.get("FailureLocation"), wait, progress)
+    text = body.decode(errors="replace")
+    if not succeeded:
+        fail(f"the request failed; {answer.get('FailureLocation')} says: {text}")
+    with contextlib.suppress(ValueError):
+        text = json.dumps(json.loads(text), indent=2)
+    out.print(escape(text), soft_wrap=True)
 
 
 def ps(

@@ -257,3 +257,26 @@ def test_burst_of_1000_with_a_sigkill_in_the_middle(env: Env, docker_images: Non
     )
     assert len(failures) == 100, "exactly the ones the container answered 500"
     print(f"outcomes before the restart: {done_before_restart}")
+
+
+def test_invoke_async_on_the_cli_waits_for_the_answer_and_reports_failures(
+    env: Env, docker_images: None
+) -> None:
+    env.deploy("cli-async", fixture_image("echo"), None, output_config())
+    env.s3.put_object(Bucket=BUCKET, Key="in/cli.json", Body=b'{"from": "s3"}')
+    done = run(
+        SMLOCAL, "invoke", "cli-async", "--async", "--input", f"s3://{BUCKET}/in/cli.json",
+        env=env.env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"from": "s3"}
+    assert "queued as" in done.stderr
+    missing = run(
+        SMLOCAL, "invoke", "cli-async", "--async", "--input", f"s3://{BUCKET}/in/absent.json",
+        "--wait", "60", env=env.env,
+    )  # fmt: skip
+    assert missing.returncode == 1, missing.stdout
+    assert "the request failed" in missing.stderr
+    usage = run(SMLOCAL, "invoke", "cli-async", "--async", env=env.env)
+    assert usage.returncode == 2
+    assert "--async takes --input" in usage.stderr
