@@ -287,3 +287,25 @@ def test_unreachable_endpoint(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="Could not connect") as err:
         stage_model(uri, tmp_path, s3_client=client)
     assert uri in str(err.value) and SECRET not in str(err.value)
+
+
+def test_limits_refuse_an_s3_model_before_anything_is_downloaded(
+    s3: CountingClient, bucket: str, tmp_path: Path
+) -> None:
+    from smlocal.emulator.artifacts import StagingLimits
+
+    for name, data in MODEL.items():
+        s3.put_object(Bucket=bucket, Key=f"tree/{name}", Body=data)
+    body = tarball_bytes({"w": os.urandom(4096)})
+    s3.put_object(Bucket=bucket, Key="big/model.tar.gz", Body=body)
+    client: Any = s3
+    cache = tmp_path / "cache"
+    tree, tarball = f"s3://{bucket}/tree/", f"s3://{bucket}/big/model.tar.gz"
+    with pytest.raises(ArtifactError, match=r"more than 2 objects below the prefix"):
+        stage_model(tree, cache, s3_client=client, limits=StagingLimits(max_members=2))
+    with pytest.raises(ArtifactError, match=r"takes more than 10 bytes"):
+        stage_model(tree, cache, s3_client=client, limits=StagingLimits(max_bytes=10))
+    with pytest.raises(ArtifactError, match=r"takes more than 1000 bytes"):
+        stage_model(tarball, cache, s3_client=client, limits=StagingLimits(max_bytes=1000))
+    assert s3.downloads == []
+    assert not (cache / "models").exists() or list((cache / "models").iterdir()) == []
