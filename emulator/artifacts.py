@@ -37,6 +37,7 @@ import contextlib
 import logging
 import stat
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from smlocal.emulator.artifacts_cache import StagedModel, stage_tarball, sweep_stale
@@ -62,6 +63,7 @@ __all__ = [
     "StagingLimits",
     "stage_model",
     "stage_model_async",
+    "stage_models",
     "sweep_stale",
 ]
 
@@ -148,3 +150,15 @@ def _stage_directory(label: str, path: Path) -> StagedModel:
     digest = tree_digest(label, root)
     log.info("using model directory %s as is (%s)", root, digest)
     return StagedModel(source=label, path=root, digest=digest)
+
+
+async def stage_models(
+    sources: Mapping[str, str | Path | None], cache_dir: Path
+) -> dict[str, StagedModel | None]:
+    """Each variant's model (``sources``: variant name → model, or None for none) staged one
+    after another, cancellably (:func:`stage_model_async`): a cancelled endpoint start stops
+    staging at once and leaves no partial directory."""
+    staged: dict[str, StagedModel | None] = {}
+    for name, source in sources.items():
+        staged[name] = await stage_model_async(source, cache_dir) if source else None
+    return staged

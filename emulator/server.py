@@ -37,7 +37,7 @@ from smlocal.emulator.spec import EndpointSpec
 from smlocal.emulator.state import StateDir
 
 if TYPE_CHECKING:
-    from smlocal.emulator.artifacts import StagedModel
+    pass
 
 __all__ = [
     "EventSink",
@@ -123,17 +123,6 @@ class _LogFile:
             self._file.close()
 
 
-def _stage(spec: EndpointSpec, cache: Path) -> dict[str, StagedModel | None]:
-    if not any(variant.model for variant in spec.variants):
-        return {variant.name: None for variant in spec.variants}
-    from smlocal.emulator.artifacts import stage_model
-
-    return {
-        variant.name: stage_model(variant.model, cache) if variant.model else None
-        for variant in spec.variants
-    }
-
-
 @contextlib.contextmanager
 def _stop_on_signals(stop: asyncio.Event) -> Generator[None, None, None]:
     loop = asyncio.get_running_loop()
@@ -176,7 +165,11 @@ class _Run:
 
     async def bring_up(self, endpoints: dict[str, Endpoint], stop: asyncio.Event) -> bool:
         """Stage, start and gate the endpoint; False when it failed or ``stop`` came first."""
-        models = await asyncio.to_thread(_stage, self.spec, self.options.state.cache)
+        from smlocal.emulator.artifacts import stage_models
+
+        models = await stage_models(
+            {v.name: v.model for v in self.spec.variants}, self.options.state.cache
+        )
         self.endpoint = Endpoint(
             self.spec,
             self.backend,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from smlocal.emulator.adoption import remove_containers
-from smlocal.emulator.artifacts import StagedModel, stage_model
+from smlocal.emulator.artifacts import stage_models
 from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.backend import LABEL_ENDPOINT, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
@@ -271,7 +271,7 @@ class HostingService(Catalog):
         logs_since: float | None = None,
     ) -> Endpoint:
         try:
-            models = await asyncio.to_thread(self._stage, spec)
+            models = await stage_models({v.name: v.model for v in spec.variants}, self.cache_dir)
         except BaseException:
             # The endpoint never got them: nobody else would remove them.
             await asyncio.shield(asyncio.to_thread(remove_containers, self.backend, adopt))
@@ -290,11 +290,6 @@ class HostingService(Catalog):
             await endpoint.stop()
             raise
         return endpoint
-
-    def _stage(self, spec: EndpointSpec) -> dict[str, StagedModel | None]:
-        return {
-            v.name: stage_model(v.model, self.cache_dir) if v.model else None for v in spec.variants
-        }
 
     async def _bring_up(
         self,
