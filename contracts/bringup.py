@@ -18,12 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from smlocal.contracts.checks.startup import HEALTHY, NETWORK_ISOLATION, READ_ONLY_MODEL
+from smlocal.contracts.cleanup import ContractDocker, RunContainers
 from smlocal.contracts.model import CheckInfo, Outcome, Status
 from smlocal.emulator.artifacts import StagedModel
 from smlocal.emulator.backend import ISOLATED_NETWORK, ContainerRun, RunningContainer
 from smlocal.emulator.background import BackgroundEndpoint, serve_in_background
-from smlocal.emulator.docker_backend import DockerBackend
 from smlocal.emulator.endpoint import MonitorSettings
+from smlocal.emulator.errors import BackendError
 from smlocal.emulator.server import ServeOptions
 from smlocal.emulator.spec import EndpointSpec
 from smlocal.emulator.state import StateDir
@@ -47,13 +48,22 @@ class Conditions:
         return ", ".join(parts)
 
 
-class RecordingBackend(DockerBackend):
-    """Docker, applying the attempt's conditions and remembering the container it started."""
+class RecordingBackend(ContractDocker):
+    """Docker, applying the attempt's conditions and remembering the container it started.
 
-    def __init__(self, conditions: Conditions, writable_model: Path | None) -> None:
+    With ``run``, every container carries the run's labels and is recorded in its ledger, and
+    none is started once the run is closing (see :mod:`contracts.cleanup`)."""
+
+    def __init__(
+        self,
+        conditions: Conditions,
+        writable_model: Path | None,
+        run: RunContainers | None = None,
+    ) -> None:
         super().__init__()
         self.conditions = conditions
         self.writable_model = writable_model
+        self.run = run
         self.container: RunningContainer | None = None
         self.started_at = 0.0
 
@@ -62,7 +72,17 @@ class RecordingBackend(DockerBackend):
             run = replace(run, model_dir=self.writable_model, model_read_only=False)
         if self.conditions.isolated:
             run = replace(run, network=ISOLATED_NETWORK)
-        container = super().start(run)
+        if self.run is None:
+            container = super().start(run)
+        else:
+            run = replace(run, labels={**run.labels, **self.run.identity.labels()})
+            with self.run.starting():
+                container = super().start(run)
+                if not self.run.started(container.id):
+                    # The run closed while `docker run` was in flight: remove it at once.
+                    self.stop(container.id, 0)
+                    self.remove(container.id)
+                    raise BackendError("contract-test is stopping: container removed")
         self.container = container
         self.started_at = time.monotonic()
         return container
@@ -104,6 +124,8 @@ def _attempt(
     conditions: Conditions,
     staged: StagedModel | None,
     state: StateDir,
+    *,
+    run: RunContainers | None,
 ) -> Attempt:
     writable: Path | None = None
     if not conditions.read_only_model and staged is not None:
@@ -112,7 +134,7 @@ def _attempt(
         stack.callback(shutil.rmtree, scratch, ignore_errors=True)
         writable = scratch / "model"
         shutil.copytree(staged.path, writable)
-    backend = RecordingBackend(conditions, writable)
+    backend = RecordingBackend(conditions, writable, run)
     settings = MonitorSettings(ping_interval_s=_NO_MONITOR, host_cpus=backend.host_cpus())
     options = ServeOptions(port=0, settings=settings, state=state)
     handle = stack.enter_context(
@@ -135,6 +157,7 @@ def bring_up(
     state: StateDir,
     *,
     isolation_required: bool,
+    run: RunContainers | None = None,
 ) -> Startup:
     """Start the image (retrying relaxed only after an exit); keep the healthy one in ``stack``."""
     strict = Conditions(read_only_model=True, isolated=isolation_required)
@@ -145,7 +168,7 @@ def bring_up(
         relaxations.append((READ_ONLY_MODEL, replace(strict, read_only_model=False)))
     startup = Startup()
     with contextlib.ExitStack() as first_stack:
-        first = _attempt(first_stack, spec, strict, staged, state)
+        first = _attempt(first_stack, spec, strict, staged, state, run=run)
         if first.healthy:
             stack.enter_context(first_stack.pop_all())
             startup.attempt = first
@@ -154,7 +177,7 @@ def bring_up(
     if first.exited:
         for check, relaxed in relaxations:
             with contextlib.ExitStack() as retry_stack:
-                retry = _attempt(retry_stack, spec, relaxed, staged, state)
+                retry = _attempt(retry_stack, spec, relaxed, staged, state, run=run)
                 if not retry.healthy:
                     continue
                 stack.enter_context(retry_stack.pop_all())

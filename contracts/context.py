@@ -9,6 +9,7 @@ body) count as accepted; with a spec, its declared types do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from smlocal.contracts.specfile import ContractSpec
@@ -99,6 +100,15 @@ class LiveContext:
     through_proxy: bool = False
     """True when ``address`` is Docker's port proxy, which accepts connections on the
     container's behalf (Docker Desktop): socket-level timings then describe the proxy."""
+    listen_backlog: Callable[[], int | None] | None = None
+    """Reads the listen backlog of the container's server socket (``ss -ltn``'s Send-Q in its
+    network namespace); None, or returning None, when it cannot be read."""
+
+    def declared_concurrency(self) -> int | None:
+        """The spec's ``concurrency`` when the spec states it (not the default)."""
+        if self.spec is None or "concurrency" not in self.spec.model_fields_set:
+            return None
+        return self.spec.concurrency
 
     def invoke(
         self,

@@ -114,6 +114,8 @@ class SuiteReport:
     started_at: float = 0.0
     complete: bool = True
     """False when --only/--skip left checks out: such a run never counts as a pass."""
+    swept: tuple[str, ...] = ()
+    """Containers of earlier, dead contract-test runs this run removed before it started."""
 
     @property
     def passed(self) -> bool:

@@ -26,13 +26,20 @@ from smlocal.contracts.checks import (
     LiveCheck,
 )
 from smlocal.contracts.checks.startup import BIND_TO_PORT, STARTUP_CHECKS, check_bind_to_port
+from smlocal.contracts.cleanup import (
+    ContractDocker,
+    RunContainers,
+    RunIdentity,
+    SuiteInterrupted,
+    deferred_signals,
+    sweep_stale,
+)
 from smlocal.contracts.context import LiveContext, learn, live_address
 from smlocal.contracts.image_facts import collect_image_facts
 from smlocal.contracts.model import CheckInfo, CheckResult, Outcome, Status, SuiteReport
 from smlocal.contracts.specfile import ContractSpec, load_spec, spec_digest
 from smlocal.emulator.artifacts import StagedModel, stage_model
 from smlocal.emulator.backend import LABEL_SESSION, ContainerRun
-from smlocal.emulator.docker_backend import DockerBackend
 from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.spec import DEFAULT_INSTANCE_TYPE, EndpointSpec, build_spec
 from smlocal.emulator.state import StateDir
@@ -139,15 +146,49 @@ def _endpoint_spec(options: SuiteOptions, spec: ContractSpec | None) -> Endpoint
 
 
 def run_suite(options: SuiteOptions, progress: Progress | None = None) -> SuiteReport:
-    """Run every selected check against ``options.image``; see the module docstring."""
+    """Run every selected check against ``options.image``; see the module docstring.
+
+    Every container the run starts carries its labels (:mod:`contracts.cleanup`) and is
+    removed before this returns or raises; Ctrl-C (or SIGTERM turned into KeyboardInterrupt
+    by the caller) becomes :class:`~contracts.cleanup.SuiteInterrupted`, raised once that is
+    done and saying what, if anything, could not be removed. A run first sweeps containers
+    of earlier runs whose process is gone.
+    """
     _validate_ids("--only", options.only)
     _validate_ids("--skip", options.skip)
     spec = load_spec(options.spec_path) if options.spec_path is not None else None
     if spec is not None:
         _validate_ids(f"spec {options.spec_path}: skip", (s.id for s in spec.skip))
     endpoint = _endpoint_spec(options, spec)
+    backend = ContractDocker()
+    containers = RunContainers(RunIdentity.current(), backend)
+    try:
+        swept = sweep_stale(backend, containers.identity)
+        report = _run(
+            options, spec, endpoint, backend=backend, containers=containers, progress=progress
+        )
+        report.swept = tuple(swept)
+        return report
+    except KeyboardInterrupt:
+        with deferred_signals():
+            result = containers.close()
+        raise SuiteInterrupted(containers.phase, result) from None
+    finally:
+        if not containers.closed:
+            with deferred_signals():
+                containers.close()
+
+
+def _run(
+    options: SuiteOptions,
+    spec: ContractSpec | None,
+    endpoint: EndpointSpec,
+    *,
+    backend: ContractDocker,
+    containers: RunContainers,
+    progress: Progress | None,
+) -> SuiteReport:
     state = options.state or StateDir()
-    backend = DockerBackend()
     started_at, clock = time.time(), time.perf_counter()
     variant = endpoint.variants[0]
     facts = collect_image_facts(backend, options.image, variant.instance)
@@ -166,6 +207,7 @@ def run_suite(options: SuiteOptions, progress: Progress | None = None) -> SuiteR
         complete=not options.only and not options.skip,
     )
     suite = _Suite(options, spec, progress)
+    containers.phase = "image checks"
     for info, judge in IMAGE_CHECKS:
         suite.run(info, lambda judge=judge: judge(facts))  # type: ignore[misc]
     later = [BIND_TO_PORT, *(c.info for c in (*LIVE_CHECKS, *LIFECYCLE_CHECKS))]
@@ -181,6 +223,7 @@ def run_suite(options: SuiteOptions, progress: Progress | None = None) -> SuiteR
             state=state,
             spec=spec,
             labels=labels,
+            containers=containers,
         )
     report.results = suite.results
     report.wall_s = time.perf_counter() - clock
@@ -196,6 +239,7 @@ def _live_phase(
     state: StateDir,
     spec: ContractSpec | None,
     labels: dict[str, str],
+    containers: RunContainers,
 ) -> None:
     live_checks: tuple[LiveCheck, ...] = (*LIVE_CHECKS, *LIFECYCLE_CHECKS)
     gate = next(c for c in STARTUP_CHECKS if c.id == "startup.healthy")
@@ -206,13 +250,16 @@ def _live_phase(
         return
     with contextlib.ExitStack() as stack:
         started = time.perf_counter()
+        containers.phase = "bring-up"
         startup = bring_up(
             stack,
             endpoint,
             staged,
             state,
             isolation_required=bool(spec and spec.network_isolation),
+            run=containers,
         )
+        containers.phase = "live checks"
         took = time.perf_counter() - started
         for check in STARTUP_CHECKS:
             reason = suite.excluded(check)
@@ -226,7 +273,9 @@ def _live_phase(
                 "blocked: the container never became healthy",
             )
             return
-        suite.run(BIND_TO_PORT, lambda: _bind_to_port(endpoint, staged, startup, labels))
+        suite.run(
+            BIND_TO_PORT, lambda: _bind_to_port(endpoint, staged, startup, labels, containers)
+        )
         address, through_proxy = live_address(attempt.backend.container)
         context = LiveContext(
             address=address,
@@ -237,6 +286,9 @@ def _live_phase(
             spec=spec,
             stop_grace_s=options.stop_grace_s,
             read_only_model=attempt.conditions.read_only_model,
+            listen_backlog=lambda: attempt.backend.listen_backlogs(
+                attempt.backend.container.id if attempt.backend.container else "", address[1]
+            ),
         )
         if suite.wants_any(c.info for c in LIVE_CHECKS):
             learn(context)
@@ -245,12 +297,16 @@ def _live_phase(
 
 
 def _bind_to_port(
-    endpoint: EndpointSpec, staged: StagedModel | None, startup: Startup, labels: dict[str, str]
+    endpoint: EndpointSpec,
+    staged: StagedModel | None,
+    startup: Startup,
+    labels: dict[str, str],
+    containers: RunContainers,
 ) -> Outcome:
     """A second container, like the healthy one (same conditions), told to use another port."""
     assert startup.attempt is not None
     conditions = startup.attempt.conditions
-    backend = RecordingBackend(conditions, startup.attempt.backend.writable_model)
+    backend = RecordingBackend(conditions, startup.attempt.backend.writable_model, containers)
     variant = endpoint.variants[0]
     run = ContainerRun(
         image=variant.image,

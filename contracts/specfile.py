@@ -31,7 +31,9 @@ JSON and CSV to learn what the container accepts. Format (YAML shown; TOML has t
 
 ``body_file`` is relative to the spec file. The JSON Schema of this format is
 ``contracts/spec.schema.json`` (regenerate with ``python -m smlocal.contracts.specfile``).
-A spec that does not fit is a :class:`~emulator.errors.ConfigError` naming the field.
+A spec that does not fit is a :class:`~emulator.errors.ConfigError` naming the field; so is a
+file that is not UTF-8 or is empty (no fields at all: a wrong path or a truncated write is
+never judged as a contract that promises nothing).
 """
 
 from __future__ import annotations
@@ -193,9 +195,20 @@ def load_spec(path: Path) -> ContractSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read spec {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"spec {path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start}); save it as UTF-8"
+        ) from None
     data = _parse(path, text)
-    if data is None:
-        data = {}
+    if data is None or data == {}:
+        # An empty file is a mistake (a wrong path, a truncated write), never "no promises":
+        # judged as one, it would record a pass for a contract nobody wrote. Run without
+        # --spec to test without one.
+        raise ConfigError(
+            f"spec {path} is empty (no fields); give at least one field, e.g. `version: 1`, "
+            "or leave out --spec to test without a spec"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"spec {path}: the top level must be a mapping of fields")
     try:

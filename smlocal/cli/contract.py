@@ -2,11 +2,15 @@
 
 ``smlocal contract-test`` exit codes: 0 every error-severity check passed (a pass is recorded
 in the ledger for a complete run); 1 at least one error-severity check failed; 2 the suite
-could not run as asked (bad flag or spec, missing image or model, no Docker engine).
+could not run as asked (bad flag or spec, missing image or model, no Docker engine); 130
+Ctrl-C or SIGTERM stopped it (after every container it started was removed).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +21,7 @@ from smlocal.cli.output import ExitCode, fail, reported
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from smlocal.contracts.cleanup import SuiteInterrupted
     from smlocal.contracts.model import CheckInfo, CheckResult, SuiteReport
 
 __all__ = ["register"]
@@ -85,6 +90,34 @@ def _table(report: SuiteReport) -> object:
     return table
 
 
+@contextlib.contextmanager
+def _signals_interrupt(received: list[str]) -> Iterator[None]:
+    """SIGINT and SIGTERM both stop the run as Ctrl-C does (KeyboardInterrupt), so CI's
+    SIGTERM on a timeout cleans up too; the name of the signal goes to ``received``."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    previous = {which: signal.signal(which, interrupt) for which in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for which, handler in previous.items():
+            signal.signal(which, handler)
+
+
+def _interrupted_line(stop: SuiteInterrupted, received: list[str]) -> str:
+    what = received[0] if received else "SIGINT"
+    head = f"interrupted ({what}) during {stop.phase}"
+    if stop.left:
+        ids = " ".join(i[:12] for i in stop.left)
+        return f"{head}; could not remove container(s) {ids}: run `docker rm -f {ids}`"
+    if not stop.removed:
+        return f"{head}; no container had been started, nothing was left"
+    return f"{head}; removed the {len(stop.removed)} container(s) it started, nothing was left"
+
+
 def register(app: typer.Typer) -> None:
     """Add this capability's commands to ``app``."""
 
@@ -131,8 +164,9 @@ def register(app: typer.Typer) -> None:
         Starts IMAGE the way `smlocal serve` does (model read-only at /opt/ml/model, the
         instance type's limits), runs every check, stops everything. Exit codes: 0 no
         error-severity check failed (a pass is recorded for image + model + spec), 1 the
-        contract failed, 2 the suite could not run (bad flag/spec, missing image/model, no
-        Docker).
+        contract failed, 2 the suite could not run (a bad flag or spec file, also an empty or
+        non-UTF-8 one; a missing image or model; no Docker), 130 interrupted by Ctrl-C or
+        SIGTERM (every container the run started is removed first).
 
         Example: smlocal contract-test smlocal/sklearn-iris:latest
         --model containers/sklearn/build/model.tar.gz --spec contracts/specs/sklearn-iris.yaml
@@ -142,6 +176,7 @@ def register(app: typer.Typer) -> None:
 
         from smlocal.contracts import ledger
         from smlocal.contracts.checks import ALL_CHECKS
+        from smlocal.contracts.cleanup import SuiteInterrupted
         from smlocal.contracts.report import write_json, write_junit
         from smlocal.contracts.runner import SuiteOptions, run_suite
 
@@ -163,8 +198,22 @@ def register(app: typer.Typer) -> None:
             only=_ids(only),
             skip=_ids(skip),
         )
+        received: list[str] = []
+        progress = _ConsoleProgress(err)
         with reported():
-            report = run_suite(options, _ConsoleProgress(err))
+            try:
+                with _signals_interrupt(received):
+                    report = run_suite(options, progress)
+            except SuiteInterrupted as stop:
+                if progress.status is not None:
+                    progress.status.stop()
+                err.print(f"[yellow]{escape(_interrupted_line(stop, received))}[/]", soft_wrap=True)
+                raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        if report.swept:
+            err.print(
+                f"[dim]removed {len(report.swept)} container(s) left by earlier interrupted "
+                f"contract-test runs: {escape(', '.join(report.swept))}[/]"
+            )
         out.print(_table(report))
         if json_path is not None:
             write_json(report, json_path)

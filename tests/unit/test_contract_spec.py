@@ -101,3 +101,40 @@ def test_generated_bodies_are_reproducible() -> None:
     first = generated_bodies("application/json", 20)
     assert first == generated_bodies("application/json", 20)
     assert 10 <= len(first) <= 20 and len(set(first)) == len(first)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml"])
+def test_a_spec_that_is_not_utf8_is_a_config_error(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"latin1{suffix}"
+    path.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8") as caught:
+        load_spec(path)
+    assert caught.value.exit_code == 2
+    assert "0xe9" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("empty.yaml", ""),
+        ("blank.yaml", "\n  \n"),
+        ("comments.yaml", "# nothing here yet\n"),
+        ("braces.yaml", "{}\n"),
+        ("empty.toml", ""),
+        ("comments.toml", "# nothing\n"),
+    ],
+)
+def test_an_empty_spec_is_a_usage_error_not_an_empty_contract(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="is empty") as caught:
+        load_spec(path)
+    assert caught.value.exit_code == 2
+
+
+def test_a_spec_with_one_field_is_not_empty(tmp_path: Path) -> None:
+    path = tmp_path / "minimal.yaml"
+    path.write_text("version: 1\n")
+    assert load_spec(path) == ContractSpec()
