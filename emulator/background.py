@@ -85,13 +85,14 @@ def serve_in_background(
     thread.start()
     limit = wait_s if wait_s is not None else spec.startup_timeout_s + 60
     deadline = time.monotonic() + limit
-    while (
-        handle.status not in ("InService", "Failed")
-        and thread.is_alive()
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.01)
     try:
+        # Inside the try: Ctrl-C while the endpoint is Creating must stop it too.
+        while (
+            handle.status not in ("InService", "Failed")
+            and thread.is_alive()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
         if handle.error is not None:
             raise handle.error
         if handle.status not in ("InService", "Failed"):
@@ -99,5 +100,6 @@ def serve_in_background(
         yield handle
     finally:
         if thread.is_alive():
-            loop.call_soon_threadsafe(stop.set)
+            with contextlib.suppress(RuntimeError):  # its loop may be closing already
+                loop.call_soon_threadsafe(stop.set)
             thread.join(timeout=spec.startup_timeout_s + 90)

@@ -47,7 +47,8 @@ class VariantSpec(BaseModel):
     model: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     instance_type: str = DEFAULT_INSTANCE_TYPE
-    instance_count: int = Field(default=1, ge=1, le=20)
+    # 0 only on an asynchronous endpoint (scaled to zero; requests wait in its queue).
+    instance_count: int = Field(default=1, ge=0, le=20)
     weight: float = Field(default=1.0, ge=0.0)
     # CreateModel's EnableNetworkIsolation: the container gets no outbound network.
     network_isolation: bool = False
@@ -97,9 +98,18 @@ class EndpointSpec(BaseModel):
     variants: tuple[VariantSpec, ...] = Field(min_length=1, max_length=_MAX_VARIANTS)
     startup_timeout_s: float = Field(default=DEFAULT_STARTUP_TIMEOUT_S, ge=60, le=3600)
     invocation_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # AsyncInferenceConfig: requests queue, so a variant may be scaled to zero instances.
+    asynchronous: bool = False
 
     @model_validator(mode="after")
     def _variants_consistent(self) -> EndpointSpec:
+        if not self.asynchronous:
+            empty = [v.name for v in self.variants if v.instance_count == 0]
+            if empty:
+                raise ValueError(
+                    f"variant(s) {', '.join(empty)} have 0 instances: only an asynchronous "
+                    "endpoint can scale to zero (a real-time one would refuse every request)"
+                )
         names = [variant.name for variant in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")

@@ -445,6 +445,15 @@ def _check_desired(spec: EndpointSpec, weights: dict[str, float], counts: dict[s
     from smlocal.emulator.errors import ConfigError
     from smlocal.emulator.spec import build_spec
 
+    zero = [name for name, count in counts.items() if count == 0]
+    if zero and not spec.asynchronous:
+        # AWS's wording for this refusal is UNCONFIRMED (scale to zero is for async endpoints).
+        raise AwsError(
+            "ValidationException",
+            f"DesiredInstanceCount 0 for variant(s) {', '.join(zero)} of endpoint {spec.name}: "
+            "only an asynchronous inference endpoint can scale to zero instances.",
+        )
+
     variants = [
         {
             **v.model_dump(),

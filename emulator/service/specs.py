@@ -109,6 +109,11 @@ def endpoint_spec(
             startup = max(startup, asked) if variants[:-1] else asked
     startup = startup_window(config["ProductionVariants"], startup)
     try:
-        return build_spec(name=name, variants=variants, startup_timeout_s=startup)
+        return build_spec(
+            name=name,
+            variants=variants,
+            startup_timeout_s=startup,
+            asynchronous=bool(config.get("AsyncInferenceConfig")),
+        )
     except ConfigError as error:
         raise AwsError("ValidationException", str(error)) from None

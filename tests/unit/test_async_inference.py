@@ -348,3 +348,35 @@ def test_queue_survives_a_restart(moto: str, tracker: Tracker, tmp_path: Path) -
         for answer in answers:
             env.wait_for(answer["OutputLocation"])
             assert env.read(answer["FailureLocation"]) is None
+
+
+def test_scaled_to_zero_requests_wait_and_run_once_capacity_returns(env: Env) -> None:
+    env.deploy("zero", "echo:1", async_config=async_config())
+    scale = env.sm.update_endpoint_weights_and_capacities
+    scale(
+        EndpointName="zero",
+        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 0}],
+    )
+    env.sm.get_waiter("endpoint_in_service").wait(EndpointName="zero", WaiterConfig=WAIT)
+    variant = env.sm.describe_endpoint(EndpointName="zero")["ProductionVariants"][0]
+    assert (variant["CurrentInstanceCount"], variant["DesiredInstanceCount"]) == (0, 0)
+    answer = env.rt.invoke_endpoint_async(
+        EndpointName="zero", InputLocation=env.put("in/zero.json", b'{"z": 0}')
+    )
+    time.sleep(1.0)
+    assert env.read(answer["OutputLocation"]) is None  # queued: no capacity
+    assert 'smlocal_async_has_backlog_without_capacity{endpoint="zero"} 1' in env.metrics()
+    scale(
+        EndpointName="zero",
+        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 1}],
+    )
+    assert env.wait_for(answer["OutputLocation"]) == b'{"z": 0}'
+
+
+def test_a_realtime_endpoint_cannot_scale_to_zero(env: Env) -> None:
+    env.deploy("rt0", "echo:1", async_config=None)
+    with pytest.raises(ClientError, match="only an asynchronous inference endpoint"):
+        env.sm.update_endpoint_weights_and_capacities(
+            EndpointName="rt0",
+            DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 0}],
+        )
