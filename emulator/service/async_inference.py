@@ -9,6 +9,9 @@ input from S3 (boto3: real S3, or a moto server through ``AWS_ENDPOINT_URL_S3`` 
 ``AWS_ENDPOINT_URL``), calls the container's ``/invocations`` with the request's
 ``InvocationTimeoutSeconds``, writes the answer to ``S3OutputPath`` or the failure to
 ``S3FailurePath``, and publishes the SNS notification (SuccessTopic / ErrorTopic) in AWS's JSON.
+This module owns the dispatch, the workers and their S3/SNS I/O; the queue and what a request
+holds are :mod:`.async_queue`, the HTTP routes :mod:`.async_routes`, the metrics
+:mod:`.async_metrics`.
 
 Exactly one outcome per accepted request: a row is ``queued``, then ``running``, then
 ``done``; the outcome's object name is fixed when the request is accepted, so writing it again
@@ -37,30 +40,37 @@ import asyncio
 import base64
 import contextlib
 import datetime
-import functools
 import json
 import logging
-import sqlite3
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import botocore.session
 
-from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, validation_error
+from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, validation_error
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus, Instance
-from smlocal.emulator.metrics import LatencyWindow
 from smlocal.emulator.request_rules import invoke_rules
+from smlocal.emulator.service.async_metrics import VariantCounters, render
+from smlocal.emulator.service.async_queue import (
+    INT_HEADERS,
+    PATH_HEADERS,
+    AsyncQueue,
+    QueuedRequest,
+    int_header,
+    join_location,
+    rules_of_ints,
+    split_s3,
+)
 from smlocal.emulator.service.store import Kind, Store
 
-__all__ = ["AsyncInference", "AsyncQueue", "AsyncRouting", "QueuedRequest"]
+__all__ = ["AsyncInference", "split_s3"]
 
 log = logging.getLogger(__name__)
 
@@ -69,23 +79,10 @@ FAILURE_SUFFIX = "-error.out"
 DEFAULT_MAX_CONCURRENT_PER_INSTANCE = 4
 DEFAULT_TTL_S = 21600
 DEFAULT_INVOCATION_TIMEOUT_S = 900
-NOTIFICATION_BODY_LIMIT = 128_000
 RESPONSE_BODY_FIELD = "responseBody"
+# The largest answer a success notification carries (IncludeInferenceResponseIn).
+NOTIFICATION_RESPONSE_LIMIT = 128_000
 _POLL_S = 0.25
-_ASYNC_SUFFIX = "/async-invocations"
-_INT_HEADERS = {
-    "RequestTTLSeconds": "x-amzn-sagemaker-requestttlseconds",
-    "InvocationTimeoutSeconds": "x-amzn-sagemaker-invocationtimeoutseconds",
-}
-_PATH_HEADERS = {
-    "S3OutputPathExtension": "x-amzn-sagemaker-s3outputpathextension",
-    "Filename": "x-amzn-sagemaker-filename",
-}
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def _now() -> float:
@@ -96,198 +93,6 @@ def _now() -> float:
 def _iso(epoch: float) -> str:
     moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` → (bucket, key)."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"{uri!r} is not an s3:// location (smlocal reads and writes s3:// only)")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
-
-
-def _join(base: str, *parts: str) -> str:
-    path = base.rstrip("/")
-    for part in parts:
-        if part:
-            path += "/" + part.strip("/")
-    return path
-
-
-# ---- the queue ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class QueuedRequest:
-    key: str
-    endpoint: str
-    inference_id: str
-    input_location: str
-    output_location: str
-    failure_location: str
-    headers: dict[str, str]
-    ttl_s: int
-    timeout_s: int
-    received_at: float
-    config: dict[str, Any]
-    recovered: bool = False
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "application/octet-stream")
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, endpoint TEXT NOT NULL,
-    state TEXT NOT NULL, recovered INTEGER NOT NULL DEFAULT 0, received_at REAL NOT NULL,
-    expires_at REAL NOT NULL, outcome TEXT NOT NULL DEFAULT '', request TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS requests_waiting ON requests (endpoint, state, seq);
-CREATE TABLE IF NOT EXISTS configs (endpoint TEXT PRIMARY KEY, config TEXT NOT NULL);
-"""
-
-
-class AsyncQueue:
-    """The requests of every async endpoint, in SQLite (WAL, one transaction per change:
-    what a call committed survives a SIGKILL, as the service's store does)."""
-
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        path.chmod(0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        with self._lock:
-            return self._db.execute(sql, args).rowcount
-
-    def add(self, request: QueuedRequest) -> None:
-        payload = {k: v for k, v in request.__dict__.items() if k != "recovered"}
-        self._write(
-            "INSERT INTO requests (key, endpoint, state, received_at, expires_at, request) "
-            "VALUES (?, ?, 'queued', ?, ?, ?)",
-            (
-                request.key,
-                request.endpoint,
-                request.received_at,
-                request.received_at + request.ttl_s,
-                json.dumps(payload),
-            ),
-        )
-
-    def recover(self) -> int:
-        """At start: what a killed run had in flight goes back to the queue."""
-        return self._write("UPDATE requests SET state='queued', recovered=1 WHERE state='running'")
-
-    def _claim(self, where: str, args: tuple[Any, ...], limit: int) -> list[QueuedRequest]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = self._db.execute(
-                    f"SELECT seq, recovered, request FROM requests WHERE {where} "  # noqa: S608
-                    "ORDER BY seq LIMIT ?",
-                    (*args, limit),
-                ).fetchall()
-                self._db.executemany(
-                    "UPDATE requests SET state='running' WHERE seq=?", [(r[0],) for r in rows]
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return [QueuedRequest(**json.loads(r[2]), recovered=bool(r[1])) for r in rows]
-
-    def take(self, endpoint: str, limit: int) -> list[QueuedRequest]:
-        """The next ``limit`` queued requests of ``endpoint``, oldest first, now running."""
-        if limit <= 0:
-            return []
-        return self._claim("endpoint=? AND state='queued'", (endpoint,), limit)
-
-    def take_expired(self, endpoint: str, now: float) -> list[QueuedRequest]:
-        return self._claim("endpoint=? AND state='queued' AND expires_at<?", (endpoint, now), 1000)
-
-    def finish(self, key: str, outcome: str) -> None:
-        self._write("UPDATE requests SET state='done', outcome=? WHERE key=?", (outcome, key))
-
-    def requeue(self, key: str) -> None:
-        self._write("UPDATE requests SET state='queued' WHERE key=?", (key,))
-
-    def drop(self, endpoint: str) -> int:
-        return self._write(
-            "UPDATE requests SET state='done', outcome='dropped' "
-            "WHERE endpoint=? AND state!='done'",
-            (endpoint,),
-        )
-
-    def waiting_endpoints(self) -> list[str]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT DISTINCT endpoint FROM requests WHERE state='queued'"
-            ).fetchall()
-        return [r[0] for r in rows]
-
-    def backlog(self) -> dict[str, tuple[int, float]]:
-        """Per endpoint: requests queued or in flight, and the oldest one's arrival time."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT endpoint, COUNT(*), MIN(received_at) FROM requests "
-                "WHERE state!='done' GROUP BY endpoint"
-            ).fetchall()
-        return {r[0]: (int(r[1]), float(r[2])) for r in rows}
-
-    def outcomes(self, endpoint: str) -> dict[str, str]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key, outcome FROM requests WHERE endpoint=? AND state='done'", (endpoint,)
-            ).fetchall()
-        return {r[0]: r[1] for r in rows}
-
-    def remember_config(self, endpoint: str, config: Mapping[str, Any]) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO configs (endpoint, config) VALUES (?, ?)",
-            (endpoint, json.dumps(config)),
-        )
-
-    def config(self, endpoint: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT config FROM configs WHERE endpoint=?", (endpoint,)
-            ).fetchone()
-        return json.loads(row[0]) if row else None
-
-
-# ---- metrics -----------------------------------------------------------------------------
-@dataclass
-class _VariantCounters:
-    processed: int = 0
-    failures: int = 0
-    expired: int = 0
-    download_failures: int = 0
-    upload_failures: int = 0
-    notification_failures: int = 0
-    time_in_backlog_ms: LatencyWindow = field(default_factory=LatencyWindow)
-    total_processing_ms: LatencyWindow = field(default_factory=LatencyWindow)
-    model_latency_us: LatencyWindow = field(default_factory=LatencyWindow)
-
-
-_COUNTERS = (
-    ("processed", "InvocationsProcesssed"),
-    ("failures", "InvocationFailures"),
-    ("expired", "ExpiredRequests"),
-    ("download_failures", "RequestDownloadFailures"),
-    ("upload_failures", "ResponseUploadFailures"),
-    ("notification_failures", "NotificationFailures"),
-)
-_WINDOWS = (
-    ("time_in_backlog_ms", "TimeInBacklog", "milliseconds"),
-    ("total_processing_ms", "TotalProcessingTime", "milliseconds"),
-    ("model_latency_us", "ModelLatency", "microseconds"),
-)
 
 
 # ---- outcomes ----------------------------------------------------------------------------
@@ -325,7 +130,7 @@ class AsyncInference:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
-        self.counters: dict[tuple[str, str], _VariantCounters] = {}
+        self.counters: dict[tuple[str, str], VariantCounters] = {}
 
     # ---- life --------------------------------------------------------------------------
     def start(self) -> None:
@@ -390,8 +195,8 @@ class AsyncInference:
         self._configs[endpoint] = found
         return found
 
-    def _counters(self, endpoint: str, variant: str) -> _VariantCounters:
-        return self.counters.setdefault((endpoint, variant), _VariantCounters())
+    def _counters(self, endpoint: str, variant: str) -> VariantCounters:
+        return self.counters.setdefault((endpoint, variant), VariantCounters())
 
     # ---- submission --------------------------------------------------------------------
     def submit(self, endpoint: Endpoint, headers: Mapping[str, str], body: bytes) -> QueuedRequest:
@@ -404,9 +209,9 @@ class AsyncInference:
                 "inference: call InvokeEndpoint."
             )
         rules = invoke_rules("InvokeEndpointAsync")
-        strings = {k: v for k, v in headers.items() if k not in _INT_HEADERS.values()}
+        strings = {k: v for k, v in headers.items() if k not in INT_HEADERS.values()}
         forwarded = rules.forwarded_headers(strings)
-        ints = {member: _int_header(rules_of_ints(), member, headers) for member in _INT_HEADERS}
+        ints = {member: int_header(rules_of_ints(), member, headers) for member in INT_HEADERS}
         input_location = forwarded.pop("x-amzn-sagemaker-inputlocation", None)
         if body and input_location:
             raise validation_error("InputLocation and Body are mutually exclusive; set one.")
@@ -420,8 +225,8 @@ class AsyncInference:
                 f"InputLocation {input_location} is not an s3:// location (smlocal reads s3:// "
                 "input locations only)."
             )
-        extension = forwarded.pop(_PATH_HEADERS["S3OutputPathExtension"], "")
-        filename = forwarded.pop(_PATH_HEADERS["Filename"], "")
+        extension = forwarded.pop(PATH_HEADERS["S3OutputPathExtension"], "")
+        filename = forwarded.pop(PATH_HEADERS["Filename"], "")
         key = str(uuid.uuid4())
         inference_id = forwarded.pop("x-amzn-sagemaker-inference-id", None) or key
         output = config.get("OutputConfig") or {}
@@ -433,8 +238,8 @@ class AsyncInference:
             endpoint=name,
             inference_id=inference_id,
             input_location=input_location,
-            output_location=_join(output_path, extension, filename or key + OUTPUT_SUFFIX),
-            failure_location=_join(failure_path, extension, stem + FAILURE_SUFFIX),
+            output_location=join_location(output_path, extension, filename or key + OUTPUT_SUFFIX),
+            failure_location=join_location(failure_path, extension, stem + FAILURE_SUFFIX),
             headers=forwarded,
             ttl_s=ints["RequestTTLSeconds"] or DEFAULT_TTL_S,
             timeout_s=ints["InvocationTimeoutSeconds"] or DEFAULT_INVOCATION_TIMEOUT_S,
@@ -538,7 +343,7 @@ class AsyncInference:
         request: QueuedRequest,
         endpoint: Endpoint,
         instance: Instance,
-        counters: _VariantCounters,
+        counters: VariantCounters,
     ) -> _Outcome:
         try:
             body = await self._run_sync(self._download, request.input_location)
@@ -598,7 +403,7 @@ class AsyncInference:
         return _Outcome(True, payload, content_type)
 
     async def _deliver(
-        self, request: QueuedRequest, outcome: _Outcome, counters: _VariantCounters
+        self, request: QueuedRequest, outcome: _Outcome, counters: VariantCounters
     ) -> None:
         location = request.output_location if outcome.ok else request.failure_location
         body = outcome.body if outcome.body else outcome.reason.encode()
@@ -616,7 +421,7 @@ class AsyncInference:
         topic = notification.get("SuccessTopic" if outcome.ok else "ErrorTopic")
         include = notification.get("IncludeInferenceResponseIn") or []
         wanted = "SUCCESS_NOTIFICATION_TOPIC" if outcome.ok else "ERROR_NOTIFICATION_TOPIC"
-        if wanted in include and outcome.body and len(outcome.body) <= NOTIFICATION_BODY_LIMIT:
+        if wanted in include and outcome.body and len(outcome.body) <= NOTIFICATION_RESPONSE_LIMIT:
             try:
                 message[RESPONSE_BODY_FIELD] = {
                     "content": outcome.body.decode(),
@@ -685,54 +490,9 @@ class AsyncInference:
             set(backlog)
             | {n for n, e in self.endpoints.items() if self._configs.get(e) is not None}
         )
-        lines: list[str] = []
         if not names and not self.counters:
             return ""
-        per_endpoint = (
-            ("approximate_backlog_size", "ApproximateBacklogSize"),
-            ("approximate_backlog_size_per_instance", "ApproximateBacklogSizePerInstance"),
-            ("approximate_age_of_oldest_request_seconds", "ApproximateAgeOfOldestRequest"),
-            ("has_backlog_without_capacity", "HasBacklogWithoutCapacity"),
-        )
-        values: dict[str, list[tuple[str, float]]] = {m: [] for m, _ in per_endpoint}
-        for name in names:
-            size, oldest = backlog.get(name, (0, now))
-            endpoint = self.endpoints.get(name)
-            instances = 0
-            if endpoint is not None and endpoint.status == EndpointStatus.IN_SERVICE:
-                instances = sum(len(endpoint.healthy(v.name)) for v in endpoint.spec.variants)
-            values["approximate_backlog_size"].append((name, size))
-            values["approximate_backlog_size_per_instance"].append(
-                (name, size / instances if instances else float(size))
-            )
-            values["approximate_age_of_oldest_request_seconds"].append(
-                (name, max(0.0, now - oldest) if size else 0.0)
-            )
-            values["has_backlog_without_capacity"].append(
-                (name, 1.0 if size and not instances else 0.0)
-            )
-        for metric, aws_name in per_endpoint:
-            full = f"smlocal_async_{metric}"
-            lines += [f"# HELP {full} {aws_name}", f"# TYPE {full} gauge"]
-            for name, value in values[metric]:
-                lines.append(f'{full}{{endpoint="{name}"}} {value:g}')
-        for attr, aws_name in _COUNTERS:
-            full = f"smlocal_async_{aws_name}_total"
-            lines += [f"# HELP {full} {aws_name}", f"# TYPE {full} counter"]
-            for (name, variant), counters in sorted(self.counters.items()):
-                labels = f'endpoint="{name}",variant="{variant}"'
-                lines.append(f"{full}{{{labels}}} {getattr(counters, attr)}")
-        for attr, aws_name, unit in _WINDOWS:
-            full = f"smlocal_async_{aws_name}_{unit}"
-            lines += [f"# HELP {full} {aws_name} in {unit}", f"# TYPE {full} summary"]
-            for (name, variant), counters in sorted(self.counters.items()):
-                window: LatencyWindow = getattr(counters, attr)
-                labels = f'endpoint="{name}",variant="{variant}"'
-                for q in (0.5, 0.9, 0.99):
-                    lines.append(f'{full}{{{labels},quantile="{q}"}} {window.quantile(q):.0f}')
-                lines.append(f"{full}_sum{{{labels}}} {window.total_us}")
-                lines.append(f"{full}_count{{{labels}}} {window.count}")
-        return "\n".join(lines) + "\n"
+        return render(now, backlog, names, self.endpoints, self.counters)
 
 
 def _notification(request: QueuedRequest, outcome: _Outcome) -> dict[str, Any]:
@@ -773,131 +533,3 @@ def _boto3_client(service: str) -> Any:
     boto3: Any = importlib.import_module("boto3")
     # A fresh session, so the service's environment (AWS_ENDPOINT_URL_S3 ...) counts.
     return boto3.session.Session().client(service, config=Config(max_pool_connections=32))
-
-
-@functools.cache
-def rules_of_ints() -> dict[str, tuple[int, int]]:
-    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
-    shape = model.operation_model("InvokeEndpointAsync").input_shape
-    assert shape is not None
-    return {m: (int(shape.members[m].metadata["min"]), int(shape.members[m].metadata["max"]))
-            for m in _INT_HEADERS}  # fmt: skip
-
-
-def _int_header(
-    limits: Mapping[str, tuple[int, int]], member: str, headers: Mapping[str, str]
-) -> int | None:
-    raw = headers.get(_INT_HEADERS[member])
-    if raw is None:
-        return None
-    field_name = member[0].lower() + member[1:]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise validation_error(
-            f"1 validation error detected: Value '{raw}' at '{field_name}' failed to satisfy "
-            "constraint: Member must be an integer"
-        ) from None
-    low, high = limits[member]
-    if value < low:
-        rule = f"Member must have value greater than or equal to {low}"
-    elif value > high:
-        rule = f"Member must have value less than or equal to {high}"
-    else:
-        return value
-    raise validation_error(
-        f"1 validation error detected: Value '{value}' at '{field_name}' failed to satisfy "
-        f"constraint: {rule}"
-    )
-
-
-# ---- the runtime API's async routes ------------------------------------------------------
-async def _send(send: Send, status: int, headers: Mapping[str, str], body: bytes) -> None:
-    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-class AsyncRouting:
-    """In front of the runtime API: InvokeEndpointAsync, and InvokeEndpoint refused on an async
-    endpoint; every other request goes to ``runtime`` untouched."""
-
-    def __init__(self, runtime: Any, service: AsyncInference) -> None:
-        self.runtime = runtime
-        self.service = service
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] == "http" and scope["method"] == "POST" and path.startswith("/endpoints/"):
-            name, _, route = path[len("/endpoints/") :].partition("/")
-            if route == _ASYNC_SUFFIX[1:]:
-                await self._invoke_async(scope, receive, send, name)
-                return
-            if route in ("invocations", "invocations-response-stream"):
-                endpoint = self.service.endpoints.get(name)
-                if endpoint is not None and self.service.config_of(endpoint) is not None:
-                    error = validation_error(
-                        f"Endpoint {name} of account {ACCOUNT_ID} is an asynchronous inference "
-                        "endpoint: call InvokeEndpointAsync."
-                    )
-                    await _send(send, error.status, error.headers(), error.body())
-                    return
-        if scope["type"] == "http" and scope["method"] == "GET" and path == "/metrics":
-            await self._metrics(scope, receive, send)
-            return
-        await self.runtime(scope, receive, send)
-
-    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The runtime's /metrics text with the async metrics appended."""
-        parts: list[bytes] = []
-        start: dict[str, Any] = {}
-
-        async def collect(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            else:
-                parts.append(message.get("body", b""))
-
-        await self.runtime(scope, receive, collect)
-        body = b"".join(parts) + self.service.prometheus().encode()
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": start.get("status", 200),
-                    "headers": headers})  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
-
-    async def _invoke_async(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
-        request_id = str(uuid.uuid4())
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            body = await _read_all(receive, NOTIFICATION_BODY_LIMIT, request_id)
-            endpoint: Endpoint = self.runtime.lookup(name)
-            request = self.service.submit(endpoint, headers, body)
-        except AwsError as error:
-            await _send(send, error.status, error.headers(request_id), error.body())
-            return
-        answer = {
-            "content-type": "application/json",
-            "x-amzn-requestid": request_id,
-            "x-amzn-sagemaker-outputlocation": request.output_location,
-            "x-amzn-sagemaker-failurelocation": request.failure_location,
-        }
-        await _send(send, 202, answer, json.dumps({"InferenceId": request.inference_id}).encode())
-
-
-async def _read_all(receive: Receive, limit: int, request_id: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise validation_error(f"Request {request_id} has oversize body.")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)

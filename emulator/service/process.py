@@ -41,7 +41,8 @@ from smlocal.emulator.endpoint import LogSink, MonitorSettings
 from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.runtime_api import RuntimeApi
 from smlocal.emulator.server import QuietServer, bind_socket, fast_loop_factory
-from smlocal.emulator.service.async_inference import AsyncInference, AsyncRouting
+from smlocal.emulator.service.async_inference import AsyncInference
+from smlocal.emulator.service.async_routes import AsyncRouting
 from smlocal.emulator.service.control_plane import ControlPlane, is_control_plane
 from smlocal.emulator.service.hosting import HostingService
 from smlocal.emulator.service.origin_guard import refusal, refuse
@@ -320,7 +321,7 @@ def main(
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(signum, stop.set)
 
         def ready(url: str) -> None:
