@@ -15,7 +15,7 @@ from pathlib import Path
 
 from smlocal.emulator.errors import ConfigError
 
-__all__ = ["StateDir", "process_alive"]
+__all__ = ["StateDir", "identity_alive", "process_alive", "process_identity"]
 
 # SageMaker's endpoint-name rule: also what keeps a name from leaving logs/ ("../x", "a/b").
 _ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
@@ -36,6 +36,26 @@ def process_alive(pid: int) -> bool:
         return True  # no /proc (macOS): the signal check is all there is
     # The state field follows the command name in parentheses, which may contain spaces.
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def process_identity(pid: int) -> str | None:
+    """``PID:START`` (the start time in clock ticks since boot, from /proc): names one process
+    for good, where a bare pid may be reused. None when it does not run; ``PID:?`` without
+    /proc (the pid alone is all there is)."""
+    if not process_alive(pid):
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return f"{pid}:?"
+    fields = stat.rpartition(")")[2].split()
+    return f"{pid}:{fields[19]}" if len(fields) > 19 else f"{pid}:?"
+
+
+def identity_alive(identity: str) -> bool:
+    """Whether the process :func:`process_identity` named is still that one, running."""
+    pid, _, _start = identity.partition(":")
+    return pid.isdigit() and process_identity(int(pid)) == identity
 
 
 class StateDir:

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from smlocal.emulator.errors import ConfigError, SmlocalError
-from smlocal.emulator.service.resources import SERVE_TAG
+from smlocal.emulator.service.resources import ATTACHED_TAG, SERVE_TAG
 from smlocal.emulator.spec import DEFAULT_STARTUP_TIMEOUT_S, EndpointSpec
 
 __all__ = [
     "EndpointRow",
     "ServiceError",
+    "check_models",
     "delete_serve_resources",
     "deploy",
     "deploy_requests",
@@ -108,6 +109,13 @@ def _model_location(model: str) -> str:
     return str(path.resolve())
 
 
+def check_models(spec: EndpointSpec) -> None:
+    """Every local model path exists (ConfigError naming the first that does not)."""
+    for variant in spec.variants:
+        if variant.model:
+            _model_location(str(variant.model))
+
+
 @dataclass(frozen=True)
 class DeployRequests:
     models: list[dict[str, Any]]
@@ -115,10 +123,14 @@ class DeployRequests:
     endpoint: dict[str, Any]
 
 
-def deploy_requests(spec: EndpointSpec, suffix: str | None = None) -> DeployRequests:
-    """The control-plane calls that deploy ``spec``: one model per variant, one config."""
+def deploy_requests(
+    spec: EndpointSpec, suffix: str | None = None, attached_to: str | None = None
+) -> DeployRequests:
+    """The control-plane calls that deploy ``spec``: one model per variant, one config.
+    ``attached_to``: the identity of the foreground serve that owns the endpoint."""
     suffix = suffix or secrets.token_hex(3)
     tags = [{"Key": SERVE_TAG, "Value": spec.name}]
+    owner = [{"Key": ATTACHED_TAG, "Value": attached_to}] if attached_to else []
     models, variants = [], []
     for variant, model_name in zip(spec.variants, _model_names(spec, suffix), strict=True):
         container: dict[str, Any] = {"Image": variant.image}
@@ -144,7 +156,11 @@ def deploy_requests(spec: EndpointSpec, suffix: str | None = None) -> DeployRequ
     return DeployRequests(
         models=models,
         config={"EndpointConfigName": config_name, "ProductionVariants": variants, "Tags": tags},
-        endpoint={"EndpointName": spec.name, "EndpointConfigName": config_name, "Tags": tags},
+        endpoint={
+            "EndpointName": spec.name,
+            "EndpointConfigName": config_name,
+            "Tags": tags + owner,
+        },
     )
 
 
@@ -173,7 +189,7 @@ def _already_running(name: str, status: str) -> ConfigError:
     )
 
 
-def deploy(client: Any, spec: EndpointSpec) -> DeployRequests:
+def deploy(client: Any, spec: EndpointSpec, attached_to: str | None = None) -> DeployRequests:
     """Create ``spec``'s models, config and endpoint; on any refusal, delete what this call
     made and raise (an existing endpoint of that name is never touched)."""
     from botocore.exceptions import ClientError
@@ -185,7 +201,7 @@ def deploy(client: Any, spec: EndpointSpec) -> DeployRequests:
             raise _failure(error) from None
     else:
         raise _already_running(spec.name, existing["EndpointStatus"])
-    requests = deploy_requests(spec)
+    requests = deploy_requests(spec, attached_to=attached_to)
     undo: list[Callable[[], object]] = []
     try:
         for model in requests.models:
@@ -258,7 +274,13 @@ def _serve_tag(client: Any, arn: str) -> str | None:
     return next((t["Value"] for t in tags if t["Key"] == SERVE_TAG), None)
 
 
-def undeploy(client: Any, name: str, timeout_s: float = 60.0, poll_s: float = 0.1) -> bool:
+def undeploy(
+    client: Any,
+    name: str,
+    timeout_s: float = 60.0,
+    poll_s: float = 0.1,
+    on_wait: Callable[[str], None] | None = None,
+) -> bool:
     """Delete endpoint ``name``, wait until it is gone, then delete the config and models
     ``smlocal serve`` made for it (only those). False if there is no such endpoint."""
     from botocore.exceptions import ClientError
@@ -280,8 +302,17 @@ def undeploy(client: Any, name: str, timeout_s: float = 60.0, poll_s: float = 0.
             if _not_found(error):
                 break
             # Busy (Updating, or Creating for an endpoint serve did not make): wait for it.
-            if "in-progress" not in _message(error) or time.monotonic() > deadline:
+            if "in-progress" not in _message(error):
                 raise _failure(error) from None
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"endpoint {name} is still {record['EndpointStatus']} after "
+                    f"{timeout_s:g} s; SageMaker deletes an endpoint only once that ends "
+                    "(wait longer with --timeout)"
+                ) from None
+            if on_wait is not None:
+                on_wait(record["EndpointStatus"])
+                on_wait = None  # said once
             time.sleep(poll_s)
     while describe_or_none(client, name) is not None:
         if time.monotonic() > deadline:

@@ -35,6 +35,7 @@ from smlocal.emulator.errors import SmlocalError
 from smlocal.emulator.serverless import ServerlessEndpoint, is_serverless
 from smlocal.emulator.service.catalog import Catalog, Params, public
 from smlocal.emulator.service.resources import (
+    ATTACHED_TAG,
     SERVE_TAG,
     already_exists,
     arn,
@@ -44,6 +45,7 @@ from smlocal.emulator.service.serverless_rules import serverless_summaries, stag
 from smlocal.emulator.service.specs import container_of, endpoint_spec
 from smlocal.emulator.service.store import Kind, Store
 from smlocal.emulator.spec import EndpointSpec
+from smlocal.emulator.state import identity_alive
 
 __all__ = ["HostingService"]
 
@@ -200,7 +202,9 @@ class HostingService(Catalog):
             by_endpoint.setdefault(info.labels.get(LABEL_ENDPOINT, ""), []).append(info)
         for record in self.store.all(Kind.ENDPOINT):
             name, status = record["EndpointName"], record["EndpointStatus"]
-            if status == "Deleting":
+            if status == "Deleting" or self._orphaned_by_serve(record):
+                # A foreground serve's endpoint whose serve died with it: nobody serves it.
+                self._set_status(record, "Deleting")
                 self._background(self._tear_down(name), f"delete-{name}")
                 continue
             if status not in ("InService", "Creating", "Updating"):
@@ -247,6 +251,18 @@ class HostingService(Catalog):
         self.endpoints.clear()
 
     # ---- background work -----------------------------------------------------------------
+    def _orphaned_by_serve(self, record: dict[str, Any]) -> bool:
+        tags, _ = self.store.list_tags(record["EndpointArn"], 50, None)
+        owner = next((t["Value"] for t in tags if t.get("Key") == ATTACHED_TAG), None)
+        if owner is None or identity_alive(owner):
+            return False
+        log.info(
+            "endpoint %s: the serve that owned it (%s) is gone; deleting it",
+            record["EndpointName"],
+            owner,
+        )
+        return True
+
     def _made_by_serve(self, record: dict[str, Any]) -> bool:
         tags, _ = self.store.list_tags(record["EndpointArn"], 50, None)
         return any(tag.get("Key") == SERVE_TAG for tag in tags)

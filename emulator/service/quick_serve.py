@@ -12,12 +12,16 @@ follows the log file the service appends each endpoint's container output to; ``
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+import botocore.exceptions
+
+from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.service.client import (
     delete_serve_resources,
     deploy,
@@ -26,7 +30,17 @@ from smlocal.emulator.service.client import (
     undeploy,
 )
 from smlocal.emulator.spec import EndpointSpec
-from smlocal.emulator.state import StateDir
+from smlocal.emulator.state import StateDir, process_identity
+
+if TYPE_CHECKING:
+    from smlocal.emulator.service.process import ServiceRecord
+
+# The service stopped answering: a SIGTERM/SIGKILL of it, not of this serve.
+_GONE = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ReadTimeoutError,
+)
 
 __all__ = [
     "LogTail",
@@ -69,13 +83,21 @@ def service_for(state: StateDir, settings: ServiceSettings, *, detach: bool) -> 
         yield ServiceAt(running.url, "running")
         return
     if detach:
-        record = start_detached_service(
-            state,
-            settings.host,
-            settings.port,
-            ping_interval_s=settings.ping_interval_s,
-            invocation_timeout_s=settings.invocation_timeout_s,
-        )
+        try:
+            record = start_detached_service(
+                state,
+                settings.host,
+                settings.port,
+                ping_interval_s=settings.ping_interval_s,
+                invocation_timeout_s=settings.invocation_timeout_s,
+            )
+        except ConfigError:
+            # Another serve (parallel CI jobs) may have started this home's service just now.
+            running = _running_soon(state)
+            if running is None:
+                raise
+            yield ServiceAt(running.url, "running")
+            return
         yield ServiceAt(record.url, "detached")
         return
     from smlocal.emulator.docker_backend import DockerBackend
@@ -88,15 +110,39 @@ def service_for(state: StateDir, settings: ServiceSettings, *, detach: bool) -> 
         host_cpus=backend.host_cpus(),
         host_ip="127.0.0.1",
     )
-    with service_in_background(
-        backend,
-        state=state,
-        settings=monitor,
-        host=settings.host,
-        port=settings.port,
-        invocation_timeout_s=settings.invocation_timeout_s,
-    ) as url:
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(
+                service_in_background(
+                    backend,
+                    state=state,
+                    settings=monitor,
+                    host=settings.host,
+                    port=settings.port,
+                    invocation_timeout_s=settings.invocation_timeout_s,
+                )
+            )
+        except ConfigError:
+            running = _running_soon(state)  # started by another command meanwhile?
+            if running is None:
+                raise
+            yield ServiceAt(running.url, "running")
+            return
         yield ServiceAt(url, "here")
+
+
+def _running_soon(state: StateDir, timeout_s: float = 10.0) -> ServiceRecord | None:
+    """This home's service if one comes up within ``timeout_s`` (one that another command is
+    starting at this moment)."""
+    from smlocal.emulator.service.process import read_service_record
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        record = read_service_record(state)
+        if record is not None:
+            return record
+        time.sleep(0.1)
+    return None
 
 
 def check_images(spec: EndpointSpec) -> None:
@@ -152,8 +198,9 @@ class ServeEvents(Protocol):
 
 @dataclass(frozen=True)
 class ServeOutcome:
-    # "Failed", "Interrupted" (Ctrl-C before InService), "Stopped" (Ctrl-C once InService)
-    # or "Deleted" (by someone else: `smlocal stop`, DeleteEndpoint)
+    # "Failed", "Interrupted" (Ctrl-C before InService), "Stopped" (Ctrl-C once InService),
+    # "Deleted" (by someone else: `smlocal stop`, DeleteEndpoint) or "ServiceGone" (the
+    # service stopped under it)
     status: str
     failure_reason: str = ""
 
@@ -163,10 +210,32 @@ def serve_attached(
 ) -> ServeOutcome:
     """Deploy ``spec`` on the service at ``url`` and stay attached: statuses and container
     log lines go to ``events`` until Ctrl-C, a failure, or a deletion elsewhere; whatever
-    this call made is deleted before it returns (a second Ctrl-C abandons the wait)."""
+    this call made is deleted before it returns (a second Ctrl-C abandons the wait).
+
+    The endpoint carries this process's identity (``ATTACHED_TAG``): should this process die
+    without deleting it (SIGKILL) and the service restart, the service deletes it rather than
+    bring back an endpoint nobody serves any more."""
     client = sagemaker_client(url)
     tail = LogTail(state.log_file(spec.name))
-    made = deploy(client, spec)
+    made = deploy(client, spec, attached_to=process_identity(os.getpid()))
+    outcome = _follow(client, spec, events, tail)
+    if outcome.status == "ServiceGone":
+        return outcome
+    if outcome.status != "Deleted":
+        events.status(spec.name, "Deleting", "")
+    try:
+        undeploy(client, spec.name)
+        # Also when the endpoint was deleted or updated elsewhere: serve's own config and
+        # models (by their tag) go with it.
+        delete_serve_resources(client, spec.name, made.config["EndpointConfigName"])
+    except _GONE:
+        return ServeOutcome("ServiceGone")
+    for line in tail.read():
+        events.container_log(line)
+    return outcome
+
+
+def _follow(client: object, spec: EndpointSpec, events: ServeEvents, tail: LogTail) -> ServeOutcome:
     seen = ""
     try:
         while True:
@@ -174,7 +243,6 @@ def serve_attached(
                 events.container_log(line)
             answer = describe_or_none(client, spec.name)
             if answer is None:
-                seen = "Deleted"
                 return ServeOutcome("Deleted")
             status = answer["EndpointStatus"]
             if status != seen:
@@ -185,10 +253,5 @@ def serve_attached(
             time.sleep(_POLL_S if status != "InService" else _CHECK_EVERY_S)
     except KeyboardInterrupt:
         return ServeOutcome("Stopped" if seen == "InService" else "Interrupted")
-    finally:
-        if seen != "Deleted":
-            events.status(spec.name, "Deleting", "")
-        if not undeploy(client, spec.name):  # deleted elsewhere: the config and models stay
-            delete_serve_resources(client, spec.name, made.config["EndpointConfigName"])
-        for line in tail.read():
-            events.container_log(line)
+    except _GONE:
+        return ServeOutcome("ServiceGone")

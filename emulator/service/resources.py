@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError
 
-__all__ = ["SERVE_TAG", "already_exists", "arn", "in_progress", "not_found"]
+__all__ = ["ATTACHED_TAG", "SERVE_TAG", "already_exists", "arn", "in_progress", "not_found"]
 
 # The tag `smlocal serve` puts on what it creates (value: the endpoint's name). Such an
 # endpoint may be deleted while Creating, so Ctrl-C of a serve is immediate; AWS refuses
 # DeleteEndpoint while Creating, and so does the service for every other endpoint.
 SERVE_TAG = "smlocal:serve"
+# On an endpoint a foreground `smlocal serve` made: that process's identity (PID:START). A
+# restarted service deletes such an endpoint whose process is gone instead of restoring it.
+ATTACHED_TAG = "smlocal:attached"
 
 # The words AWS uses for each kind in its messages; the kind itself is the ARN's resource type.
 _WORDS = {

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -27,6 +28,26 @@ __all__ = ["register"]
 _DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 
 
+def _leftovers() -> str:
+    """A sentence about containers a killed service of this home left running, or ""."""
+    from smlocal.emulator.state import StateDir
+
+    id_file = StateDir().root / "service" / "id"
+    try:
+        from smlocal.emulator.backend import LABEL_SESSION
+        from smlocal.emulator.docker_backend import DockerBackend
+
+        left = DockerBackend().find({LABEL_SESSION: id_file.read_text().strip()})
+    except Exception:  # no id (never ran), or no Docker: nothing to say
+        return ""
+    if not left:
+        return ""
+    return (
+        f"; {len(left)} container(s) its last run left are still there (it was killed): "
+        "`smlocal server` adopts or removes them"
+    )
+
+
 def _service_url() -> str:
     """The running service's URL, or a clear error saying how to start one."""
     from smlocal.emulator.service.process import read_service_record
@@ -34,6 +55,7 @@ def _service_url() -> str:
 
     record = read_service_record(StateDir())
     if record is None:
+        err.print(f"[yellow]no smlocal service is running{escape(_leftovers())}[/]")
         fail(
             "no smlocal service is running, so no endpoint is either; start one with "
             "`smlocal serve IMAGE ...` or `smlocal server`"
@@ -132,16 +154,25 @@ def invoke(
         raise typer.Exit(ExitCode.FAILED) from None
     except botocore.exceptions.EndpointConnectionError:
         fail(f"nothing answers at {endpoint_url}; is the endpoint running? (`smlocal ps`)")
+    _print_answer(response, output)
+
+
+def _print_answer(response: dict[str, Any], output: Path | None) -> None:
     answer = response["Body"].read()
     if output is not None:
         output.write_bytes(answer)
         err.print(f"wrote {len(answer)} bytes to {output}")
         return
-    text = answer.decode(errors="replace")
-    if response.get("ContentType", "").startswith("application/json"):
-        with contextlib.suppress(ValueError):
-            text = json.dumps(json.loads(text), indent=2)
-    out.print(escape(text), soft_wrap=True)
+    if not sys.stdout.isatty():
+        # Piped or redirected: the answer's bytes exactly as the container sent them.
+        sys.stdout.buffer.write(answer)
+        sys.stdout.flush()
+    else:
+        text = answer.decode(errors="replace")
+        if response.get("ContentType", "").startswith("application/json"):
+            with contextlib.suppress(ValueError):
+                text = json.dumps(json.loads(text), indent=2)
+        out.print(escape(text), soft_wrap=True)
     err.print(
         f"[dim]variant {response.get('InvokedProductionVariant')} · "
         f"{response.get('ContentType')}[/]"
@@ -208,7 +239,7 @@ def ps(
     if record is None:
         if as_json:
             typer.echo(json.dumps({"service": None, "endpoints": []}, indent=2))
-        err.print("no endpoints are running (no smlocal service is running)")
+        err.print(f"no endpoints are running (no smlocal service is running{_leftovers()})")
         return
     with reported(), talking_to(record.url):
         rows = endpoint_rows(sagemaker_client(record.url))
@@ -248,7 +279,11 @@ def stop(
         client = sagemaker_client(url)
         targets = [row.name for row in endpoint_rows(client)] if all_ else list(names or [])
         for name in targets:
-            if undeploy(client, name, timeout):
+
+            def waiting(status: str, name: str = name) -> None:
+                err.print(f"[dim]{escape(name)} is {status}; waiting up to {timeout:g} s ...[/]")
+
+            if undeploy(client, name, timeout, on_wait=waiting):
                 err.print(f"[bold]{escape(name)}[/]: stopped")
             else:
                 missing.append(name)
@@ -258,7 +293,7 @@ def stop(
 
 def logs(
     name: Annotated[str, typer.Argument(help="Endpoint name.")],
-    tail: Annotated[int, typer.Option(help="Lines from the end.")] = 100,
+    tail: Annotated[int, typer.Option(min=0, help="Lines from the end (0: none).")] = 100,
     follow: Annotated[
         bool,
         typer.Option(
@@ -275,7 +310,7 @@ def logs(
     if not path.exists() and not follow:
         fail(f"no log for an endpoint named {name} (in {path.parent})")
     lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-    if lines:
+    if lines and tail:
         out.print(escape("\n".join(lines[-tail:])), soft_wrap=True)
     if not follow:
         return
@@ -288,6 +323,9 @@ def logs(
         err.print("[dim]no smlocal service is running: nothing more will be written[/]")
         return
     client = sagemaker_client(record.url)
+    with reported(), talking_to(record.url):
+        if describe_or_none(client, name) is None and not path.exists():
+            fail(f"no endpoint named {name} on the service at {record.url}, and no log for it")
 
     def still_there() -> bool:
         try:

@@ -227,9 +227,11 @@ def serve(
         )
         if serverless_memory is not None or max_concurrency is not None:
             spec = _serverless(spec, serverless_memory, max_concurrency)
+        from smlocal.emulator.service.client import check_models
         from smlocal.emulator.service.quick_serve import ServiceSettings, check_images
 
         check_images(spec)
+        check_models(spec)  # before a service is started for it: bad input starts nothing
         settings = ServiceSettings(
             host=host,
             port=port,
@@ -264,6 +266,11 @@ def _service_notes(url: str, how: str, settings: ServiceSettings) -> None:
                 f"[yellow]{', '.join(ignored)}: ignored, the running service keeps its own "
                 "settings (`smlocal server stop`, then serve again, to change them)[/]"
             )
+    elif how == "here":
+        err.print(
+            f"[dim]smlocal service at {url} (in this process; it stops with this serve). "
+            f"Runtime API: {url}/endpoints/NAME/invocations[/]"
+        )
     elif how == "detached":
         err.print(
             f"[dim]started the smlocal service at {url} in the background "
@@ -281,6 +288,8 @@ def _serve_attached(spec: EndpointSpec, settings: ServiceSettings, *, show_logs:
     # even when the shell started us with it ignored (a non-interactive `smlocal serve &`).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A closed terminal or a dropped SSH session too: nothing may outlive it.
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
     state = StateDir()
     with service_for(state, settings, detach=False) as at:
         _service_notes(at.url, at.how, settings)
@@ -288,6 +297,12 @@ def _serve_attached(spec: EndpointSpec, settings: ServiceSettings, *, show_logs:
             outcome = serve_attached(at.url, spec, _ConsoleSink(show_logs), state)
     if outcome.status == "Failed":
         fail(f"endpoint {spec.name} failed: {outcome.failure_reason}")
+    if outcome.status == "ServiceGone":
+        fail(
+            f"the smlocal service at {at.url} stopped under this serve; whatever it left of "
+            f"{spec.name} stays until the service runs again (`smlocal server`), which then "
+            "removes this endpoint, as nobody serves it any more"
+        )
     if outcome.status == "Interrupted":
         err.print(f"[yellow]{escape(spec.name)}: stopped before InService[/]")
         raise typer.Exit(int(ExitCode.INTERRUPTED))

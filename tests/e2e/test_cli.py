@@ -340,3 +340,73 @@ def test_sigterm_of_a_foreground_serve_deletes_its_endpoint_and_its_service(
     assert process.returncode == 0, errors
     assert not containers_of("cli-sigterm")
     assert "no smlocal service is running" in smlocal("ps").stderr
+
+
+def test_bad_model_with_detach_starts_no_service(smlocal_home: Path, docker_images: None) -> None:
+    result = smlocal("serve", fixture_image("echo"), "--model", "/nope/model.tar.gz", "-d")
+    assert result.returncode == 2, result.stderr
+    assert "/nope/model.tar.gz" in result.stderr
+    assert "started the smlocal service" not in result.stderr
+    assert smlocal("server", "status").returncode == 1
+
+
+def test_sighup_of_a_foreground_serve_leaves_nothing(
+    docker_images: None, smlocal_home: Path
+) -> None:
+    process = subprocess.Popen(
+        [SMLOCAL, "serve", fixture_image("echo"), "--name", "cli-sighup", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "InService" not in smlocal("ps").stdout:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGHUP)  # the terminal closed
+    _, errors = process.communicate(timeout=60)
+    assert "smlocal service at http://127.0.0.1:" in errors  # where to call it, foreground too
+    assert not containers_of("cli-sighup")
+    assert "no smlocal service is running" in smlocal("ps").stderr
+
+
+def test_two_detached_serves_at_once_share_one_new_service(
+    docker_images: None, smlocal_home: Path
+) -> None:
+    starts = [
+        subprocess.Popen(
+            [SMLOCAL, "serve", fixture_image("echo"), "--name", name, "--port", "0", "-d"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("cli-race-a", "cli-race-b")
+    ]
+    results = [(p.communicate(timeout=180), p.returncode) for p in starts]
+    assert [code for _, code in results] == [0, 0], [err for (_, err), _ in results]
+    urls = {out.strip().splitlines()[-1] for (out, _), _ in results}
+    assert len(urls) == 1
+
+
+def test_invoke_writes_the_answer_bytes_unchanged_when_piped(
+    docker_images: None, smlocal_home: Path, tmp_path: Path
+) -> None:
+    started = smlocal("serve", fixture_image("echo"), "--name", "cli-bytes", "--port", "0", "-d")
+    assert started.returncode == 0, started.stderr
+    payload = tmp_path / "blob.bin"
+    payload.write_bytes(bytes(range(256)))
+    answer = subprocess.run(
+        [SMLOCAL, "invoke", "cli-bytes", "--body", f"@{payload}",
+         "--content-type", "application/octet-stream"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout == bytes(range(256))
+    compact = subprocess.run(
+        [SMLOCAL, "invoke", "cli-bytes", "--body", '{"a":1}'],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert compact.stdout == b'{"a":1}'  # not re-indented
+    assert smlocal("logs", "cli-bytes", "--tail", "0").stdout == ""
+    never = smlocal("logs", "cli-never-was", "--follow")
+    assert never.returncode == 1
+    assert "no endpoint named cli-never-was" in never.stderr

@@ -19,6 +19,7 @@ from smlocal.emulator.service.background import service_in_background
 from smlocal.emulator.service.client import (
     deploy,
     deploy_requests,
+    describe_or_none,
     endpoint_rows,
     sagemaker_client,
     undeploy,
@@ -218,3 +219,22 @@ def test_log_tail_returns_whole_lines_only(tmp_path: Path) -> None:
         handle.write("o\n")
     assert tail.read() == ["two"]
     assert LogTail(path, offset=0).read() == ["old", "one", "two"]
+
+
+def test_a_dead_serves_endpoint_is_deleted_not_restored_at_restart(tmp_path: Path) -> None:
+    backend = FakeBackend({"echo:1": FakeImage()})
+    state = StateDir(tmp_path / "home")
+    with service_in_background(backend, state=state, settings=FAST) as url:
+        client = sagemaker_client(url)
+        deploy(client, _spec("owned-by-dead"), attached_to="999999999:1")  # no such process
+        deploy(client, _spec("detached"))  # serve --detach: no owner, restored
+        for name in ("owned-by-dead", "detached"):
+            wait_until_settled(client, name, lambda _s, _r: None, poll_s=0.05)
+    with service_in_background(backend, state=state, settings=FAST) as url:
+        client = sagemaker_client(url)
+        deadline = time.monotonic() + 10
+        while describe_or_none(client, "owned-by-dead") is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        answer = wait_until_settled(client, "detached", lambda _s, _r: None, poll_s=0.05)
+        assert answer["EndpointStatus"] == "InService"
