@@ -104,11 +104,12 @@ class EndpointSpec(BaseModel):
     @model_validator(mode="after")
     def _variants_consistent(self) -> EndpointSpec:
         if not self.asynchronous:
-            empty = [v.name for v in self.variants if v.instance_count == 0]
+            empty = [i for i, v in enumerate(self.variants) if v.instance_count == 0]
             if empty:
+                where = ", ".join(f"variants.{i}.instance_count" for i in empty)
                 raise ValueError(
-                    f"variant(s) {', '.join(empty)} have 0 instances: only an asynchronous "
-                    "endpoint can scale to zero (a real-time one would refuse every request)"
+                    f"{where}: 0 instances; only an asynchronous endpoint can scale to zero "
+                    "(a real-time one would refuse every request)"
                 )
         names = [variant.name for variant in self.variants]
         if len(set(names)) != len(names):

@@ -314,7 +314,6 @@ def logs(
         out.print(escape("\n".join(lines[-tail:])), soft_wrap=True)
     if not follow:
         return
-    path = StateDir().log_file(name)
     from smlocal.emulator.service.client import describe_or_none, sagemaker_client
     from smlocal.emulator.service.process import read_service_record
 
@@ -326,6 +325,7 @@ def logs(
     with reported(), talking_to(record.url):
         if describe_or_none(client, name) is None and not path.exists():
             fail(f"no endpoint named {name} on the service at {record.url}, and no log for it")
+    path = StateDir().log_file(name)  # an endpoint that has not logged yet: follow from empty
 
     def still_there() -> bool:
         try:
