@@ -16,6 +16,7 @@ an AWS-shaped error from :mod:`emulator.aws_errors`.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -35,7 +36,9 @@ from smlocal.emulator.request_rules import invoke_rules
 from smlocal.emulator.serverless import ServerlessEndpoint
 from smlocal.emulator.serverless_config import MAX_PAYLOAD_BYTES as SERVERLESS_MAX_BYTES
 
-__all__ = ["RuntimeApi", "create_app"]
+__all__ = ["ClientDisconnected", "RuntimeApi", "create_app", "read_body"]
+
+log = logging.getLogger(__name__)
 
 TARGET_VARIANT = "x-amzn-sagemaker-target-variant"
 STREAM_SUFFIX = "/invocations-response-stream"
@@ -52,9 +55,16 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-async def _read_body(
+class ClientDisconnected(Exception):
+    """The client went away before its request body was complete: nothing is to be done
+    with the part that came (a truncated body is never forwarded), and nobody to answer."""
+
+
+async def read_body(
     receive: Receive, headers: Mapping[str, str], limit: int, request_id: str
 ) -> bytes:
+    """The request body, at most ``limit`` bytes (ValidationError "oversize body" beyond,
+    before any of it is read when Content-Length says so); ClientDisconnected if it is cut off."""
     declared = headers.get("content-length")
     oversize = validation_error(f"Request {request_id} has oversize body.")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -64,7 +74,7 @@ async def _read_body(
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnected(request_id)
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -146,7 +156,7 @@ class RuntimeApi:
             target = forwarded.pop(TARGET_VARIANT, None)
             serverless = isinstance(endpoint, ServerlessEndpoint)
             limit = SERVERLESS_MAX_BYTES if serverless else self.rules.max_body_bytes
-            body = await _read_body(receive, headers, limit, request_id)
+            body = await read_body(receive, headers, limit, request_id)
             call = functools.partial(
                 invoke, endpoint, body, forwarded, target_variant=target, received_at=received
             )
@@ -158,6 +168,9 @@ class RuntimeApi:
             if endpoint is not None and error.code != "ModelError":
                 endpoint.metrics.rejected += 1
             await _send(send, error.status, error.headers(request_id), error.body())
+            return
+        except ClientDisconnected:
+            log.info("request %s: the client left mid-body; not forwarded", request_id)
             return
         answer_headers = {
             "content-type": result.content_type,
@@ -175,7 +188,7 @@ class RuntimeApi:
             endpoint = self.lookup(name)
             forwarded = self.stream_rules.forwarded_headers(headers)
             target = forwarded.pop(TARGET_VARIANT, None)
-            body = await _read_body(receive, headers, self.stream_rules.max_body_bytes, request_id)
+            body = await read_body(receive, headers, self.stream_rules.max_body_bytes, request_id)
             async with open_stream(endpoint, body, forwarded, target_variant=target) as answer:
                 start_headers = {
                     "content-type": "application/vnd.amazon.eventstream",
@@ -196,6 +209,8 @@ class RuntimeApi:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except AwsError as error:
             await _send(send, error.status, error.headers(request_id), error.body())
+        except ClientDisconnected:
+            log.info("request %s: the client left mid-body; not forwarded", request_id)
 
     async def invoke_async(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())

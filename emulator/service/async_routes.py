@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from smlocal.emulator.aws_errors import ACCOUNT_ID, AwsError, validation_error
+from smlocal.emulator.runtime_api import ClientDisconnected, read_body
 from smlocal.emulator.service.async_queue import INLINE_BODY_LIMIT
 
 if TYPE_CHECKING:
@@ -87,12 +88,14 @@ class AsyncRouting:
         request_id = str(uuid.uuid4())
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            body = await _read_all(receive, INLINE_BODY_LIMIT, request_id)
+            body = await read_body(receive, headers, INLINE_BODY_LIMIT, request_id)
             endpoint: Endpoint = self.runtime.lookup(name)
             request = self.service.submit(endpoint, headers, body)
         except AwsError as error:
             await _send(send, error.status, error.headers(request_id), error.body())
             return
+        except ClientDisconnected:
+            return  # cut off mid-body: nothing queued
         answer = {
             "content-type": "application/json",
             "x-amzn-requestid": request_id,
@@ -100,20 +103,3 @@ class AsyncRouting:
             "x-amzn-sagemaker-failurelocation": request.failure_location,
         }
         await _send(send, 202, answer, json.dumps({"InferenceId": request.inference_id}).encode())
-
-
-async def _read_all(receive: Receive, limit: int, request_id: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise validation_error(f"Request {request_id} has oversize body.")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
