@@ -300,19 +300,25 @@ def test_logs_follow_ends_when_the_endpoint_is_deleted(
     assert "no longer on the service" in errors
 
 
-def test_a_foreground_serve_ends_cleanly_when_its_endpoint_is_stopped_elsewhere(
-    docker_images: None, smlocal_home: Path
-) -> None:
+def _foreground_in_service(name: str) -> subprocess.Popen[str]:
+    """A foreground `serve` of the echo fixture, once its endpoint is InService."""
     process = subprocess.Popen(
-        [SMLOCAL, "serve", fixture_image("echo"), "--name", "cli-elsewhere", "--port", "0"],
+        [SMLOCAL, "serve", fixture_image("echo"), "--name", name, "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "InService" not in smlocal("ps").stdout:
+        time.sleep(0.2)
+    return process
+
+
+def test_a_foreground_serve_ends_cleanly_when_its_endpoint_is_stopped_elsewhere(
+    docker_images: None, smlocal_home: Path
+) -> None:
+    process = _foreground_in_service("cli-elsewhere")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "InService" not in smlocal("ps").stdout:
-            time.sleep(0.2)
         stopped = smlocal("stop", "cli-elsewhere")
         assert stopped.returncode == 0, stopped.stderr
         _, errors = process.communicate(timeout=60)
@@ -323,22 +329,16 @@ def test_a_foreground_serve_ends_cleanly_when_its_endpoint_is_stopped_elsewhere(
     assert not containers_of("cli-elsewhere")
 
 
-def test_sigterm_of_a_foreground_serve_deletes_its_endpoint_and_its_service(
-    docker_images: None, smlocal_home: Path
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])  # SIGHUP: terminal closed
+def test_a_signal_to_a_foreground_serve_deletes_its_endpoint_and_its_service(
+    docker_images: None, smlocal_home: Path, signum: signal.Signals
 ) -> None:
-    process = subprocess.Popen(
-        [SMLOCAL, "serve", fixture_image("echo"), "--name", "cli-sigterm", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "InService" not in smlocal("ps").stdout:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    process = _foreground_in_service("cli-signal")
+    process.send_signal(signum)
     _, errors = process.communicate(timeout=60)
     assert process.returncode == 0, errors
-    assert not containers_of("cli-sigterm")
+    assert "smlocal service at http://127.0.0.1:" in errors  # where to call it, foreground too
+    assert not containers_of("cli-signal")
     assert "no smlocal service is running" in smlocal("ps").stderr
 
 
@@ -348,25 +348,6 @@ def test_bad_model_with_detach_starts_no_service(smlocal_home: Path, docker_imag
     assert "/nope/model.tar.gz" in result.stderr
     assert "started the smlocal service" not in result.stderr
     assert smlocal("server", "status").returncode == 1
-
-
-def test_sighup_of_a_foreground_serve_leaves_nothing(
-    docker_images: None, smlocal_home: Path
-) -> None:
-    process = subprocess.Popen(
-        [SMLOCAL, "serve", fixture_image("echo"), "--name", "cli-sighup", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "InService" not in smlocal("ps").stdout:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGHUP)  # the terminal closed
-    _, errors = process.communicate(timeout=60)
-    assert "smlocal service at http://127.0.0.1:" in errors  # where to call it, foreground too
-    assert not containers_of("cli-sighup")
-    assert "no smlocal service is running" in smlocal("ps").stderr
 
 
 def test_two_detached_serves_at_once_share_one_new_service(
