@@ -5,15 +5,16 @@ Deleting — for every instance of every production variant: start the container
 /ping, stream its logs, keep pinging while in service, replace an instance that keeps failing,
 and stop everything with SIGTERM then SIGKILL after the grace period. Requests are spread by
 variant weight (or pinned with TargetVariant) and round-robin over a variant's healthy
-instances.
+instances. Health once in service (checks, ejection, replacement) is the
+:class:`~smlocal.emulator.healing.Healing` mixin's; taking over a previous run's containers
+the :class:`~smlocal.emulator.adoption.Adopting` mixin's; the types they share
+(:class:`Instance`, :class:`MonitorSettings`, ...) are :mod:`~smlocal.emulator.instances`'.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import enum
 import itertools
 import logging
 import random
@@ -21,17 +22,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import aiohttp
 
-from smlocal.emulator.adoption import fleet_label, instance_index, of_fleet, remove_containers
+from smlocal.emulator.adoption import Adopting
 from smlocal.emulator.aws_errors import AwsError, validation_error
 from smlocal.emulator.backend import (
     ISOLATED_NETWORK,
     LABEL_ENDPOINT,
-    LABEL_FLEET,
     LABEL_INSTANCE,
     LABEL_SESSION,
     LABEL_VARIANT,
@@ -41,13 +40,13 @@ from smlocal.emulator.backend import (
     RunningContainer,
 )
 from smlocal.emulator.errors import EndpointFailedError
+from smlocal.emulator.healing import Healing
 from smlocal.emulator.health import (
-    PING_TIMEOUT_S,
     WaitStrategy,
-    exit_message,
     ping,
     wait_until_healthy,
 )
+from smlocal.emulator.instances import EndpointStatus, Instance, LogSink, MonitorSettings
 from smlocal.emulator.metrics import EndpointMetrics
 from smlocal.emulator.spec import EndpointSpec, VariantSpec
 
@@ -58,54 +57,8 @@ __all__ = ["Endpoint", "EndpointStatus", "Instance", "LogSink", "MonitorSettings
 
 log = logging.getLogger(__name__)
 
-# (source "variant/instance", one line of container output)
-LogSink = Callable[[str, str], None]
 
-
-class EndpointStatus(enum.StrEnum):
-    CREATING = "Creating"
-    IN_SERVICE = "InService"
-    FAILED = "Failed"
-    DELETING = "Deleting"
-    DELETED = "Deleted"
-
-
-@dataclass(frozen=True)
-class MonitorSettings:
-    """Health checking once in service, and how the emulator places containers."""
-
-    ping_interval_s: float = 5.0
-    unhealthy_after: int = 3
-    stop_grace_s: float = 30.0
-    host_ip: str = "127.0.0.1"
-    # Call containers on their bridge address when the host can reach it (saves Docker's
-    # userland proxy hop); the published port is always the fallback.
-    prefer_direct: bool = True
-    host_cpus: int | None = None
-
-
-@dataclass
-class Instance:
-    variant: str
-    index: int
-    container: RunningContainer
-    address: tuple[str, int]
-    healthy: bool = True
-    # Leaving for good (scaled in, replaced, stopping): never back in the rotation.
-    leaving: bool = False
-    failed_pings: int = 0
-    started_at: float = field(default_factory=time.time)
-    time_to_healthy_s: float = 0.0
-
-    @property
-    def label(self) -> str:
-        return f"{self.variant}/{self.index}"
-
-    def url(self, path: str) -> str:
-        return f"http://{self.address[0]}:{self.address[1]}{path}"
-
-
-class Endpoint:
+class Endpoint(Adopting, Healing):
     def __init__(
         self,
         spec: EndpointSpec,
@@ -327,194 +280,6 @@ class Endpoint:
                 sink(label, pending.decode(errors="replace"))
 
         threading.Thread(target=pump, name=f"logs-{label}", daemon=True).start()
-
-    # ---- adoption (a restarted service takes over the containers it left running) ------------
-    def _labelled(self, variant: VariantSpec, run: ContainerRun) -> ContainerRun:
-        return dataclasses.replace(run, labels={**run.labels, LABEL_FLEET: self.fleet(variant)})
-
-    def fleet(self, variant: VariantSpec) -> str:
-        """The ``smlocal.fleet`` label of ``variant``'s containers (see :func:`fleet_label`)."""
-        model = self.models.get(variant.name)
-        return fleet_label(
-            self.spec.name,
-            variant.name,
-            self._container_run(variant, 0),
-            model.digest if model else None,
-        )
-
-    async def _adopt(
-        self, found: Sequence[ContainerInfo], logs_since: float | None
-    ) -> dict[str, int]:
-        """Take over the running containers of this fleet that answer /ping (2 s), up to each
-        variant's count; remove the rest. Returns how many each variant adopted."""
-        if not found:
-            return {}
-        adopted: dict[str, int] = {}
-        left = list(found)
-        try:
-            fleets = {v.name: self.fleet(v) for v in self.spec.variants}
-            candidates = of_fleet(found, self.spec.name, self.session_id, fleets)
-            checks = await asyncio.gather(*(self._adoptable(info) for info in candidates))
-            for info, (address, took) in sorted(
-                zip(candidates, checks, strict=True), key=lambda pair: instance_index(pair[0])
-            ):
-                variant = self.spec.variant(info.labels[LABEL_VARIANT])
-                assert variant is not None
-                if address is None or adopted.get(variant.name, 0) >= variant.instance_count:
-                    continue
-                index = instance_index(info)
-                instance = Instance(
-                    variant.name, index, info.container, address, time_to_healthy_s=took
-                )
-                self.instances[variant.name].append(instance)
-                left.remove(info)
-                adopted[variant.name] = adopted.get(variant.name, 0) + 1
-                self._follow_logs(info.container, instance.label, logs_since)
-                log.info(
-                    "instance %s adopted: container %s answers at %s:%d",
-                    instance.label,
-                    info.container.name,
-                    *address,
-                )
-            for variant in self.spec.variants:
-                used = [i.index for i in self.instances[variant.name]]
-                self._next_index[variant.name] = itertools.count(max(used, default=-1) + 1)
-        finally:
-            # Unhealthy, exited, surplus or of another fleet: removed, even when cancelled.
-            if left:
-                for info in left:
-                    log.info(
-                        "container %s of the previous run is not adopted: removed",
-                        info.container.name,
-                    )
-                await asyncio.shield(asyncio.to_thread(remove_containers, self.backend, left))
-        return adopted
-
-    async def _adoptable(self, info: ContainerInfo) -> tuple[tuple[str, int] | None, float]:
-        """The address traffic will use, if the container answers /ping 200 there (and on its
-        published port, which the health monitor pings) within 2 s; and how long it took."""
-        started = time.monotonic()
-        address = await self._best_address(info.container)
-        addresses = {address, info.container.published}
-        results = await asyncio.gather(
-            *(ping(self.http, a, timeout_s=PING_TIMEOUT_S) for a in addresses)
-        )
-        if not all(r.ok for r in results):
-            failed = next(r for r in results if not r.ok)
-            log.info("container %s fails /ping: %s", info.container.name, failed.describe())
-            return None, 0.0
-        return address, time.monotonic() - started
-
-    # ---- health while in service -------------------------------------------------------
-    async def _monitor_health(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.ping_interval_s)
-            for group in self.instances.values():
-                for instance in list(group):
-                    if instance.healthy:
-                        await self._check(instance)
-
-    async def _check(self, instance: Instance) -> None:
-        # The address that carries traffic is the one checked.
-        result = await ping(self.http, instance.address)
-        if result.ok:
-            instance.failed_pings = 0
-            return
-        instance.failed_pings += 1
-        exited = await asyncio.to_thread(exit_message, self.backend, instance.container)
-        log.warning(
-            "instance %s failed a health check (%d in a row): %s",
-            instance.label,
-            instance.failed_pings,
-            exited or result.describe(),
-        )
-        if exited is None and instance.failed_pings < self.settings.unhealthy_after:
-            return
-        instance.healthy = False
-        instance.leaving = True
-        log.error(
-            "instance %s is unhealthy (%s); replacing it, as SageMaker would",
-            instance.label,
-            exited or f"{instance.failed_pings} failed health checks",
-        )
-        task = asyncio.create_task(self._replace(instance), name=f"replace-{instance.label}")
-        self._replacing.add(task)
-        task.add_done_callback(self._replacing.discard)
-
-    def eject(self, instance: Instance, reason: str, *, unless_last: bool = False) -> None:
-        """Out of the rotation at once (a connection to it failed, or its container died);
-        back as soon as it answers /ping at its address, replaced if its container is gone.
-        ``unless_last``: a variant's last healthy instance stays in while it is verified (a
-        failed connection alone is no reason to refuse every request)."""
-        if not instance.healthy or instance.leaving or self.status != EndpointStatus.IN_SERVICE:
-            return
-        if unless_last and self.healthy(instance.variant) == [instance]:
-            if not any(t.get_name() == f"verify-{instance.label}" for t in self._replacing):
-                task = asyncio.create_task(self._verify(instance), name=f"verify-{instance.label}")
-                self._replacing.add(task)
-                task.add_done_callback(self._replacing.discard)
-            return
-        instance.healthy = False
-        log.warning("instance %s out of the rotation: %s", instance.label, reason)
-        task = asyncio.create_task(self._verify(instance), name=f"verify-{instance.label}")
-        self._replacing.add(task)
-        task.add_done_callback(self._replacing.discard)
-
-    async def _verify(self, instance: Instance) -> None:
-        exited = await asyncio.to_thread(exit_message, self.backend, instance.container)
-        if exited is None:
-            result = await ping(self.http, instance.address)
-            if result.ok and not instance.leaving:
-                instance.healthy = True
-                instance.failed_pings = 0
-                log.info("instance %s answers again: back in the rotation", instance.label)
-                return
-        instance.leaving = True
-        log.error(
-            "instance %s is unhealthy (%s); replacing it, as SageMaker would",
-            instance.label,
-            exited or "it does not answer /ping",
-        )
-        await self._replace(instance)
-
-    def _watch_exits(self) -> None:
-        """Eject an instance the moment Docker reports its container dead (where the backend
-        can say so): its bridge address may be handed to the next container started."""
-        watch = getattr(self.backend, "watch_exits", None)
-        if watch is None or self._unwatch is not None:
-            return
-        loop = asyncio.get_running_loop()
-
-        def died(container_id: str) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to eject
-                loop.call_soon_threadsafe(self._container_died, container_id)
-
-        try:
-            self._unwatch = watch(
-                {LABEL_ENDPOINT: self.spec.name, LABEL_SESSION: self.session_id}, died
-            )
-        except Exception as error:  # health checks still catch a dead container, later
-            log.warning("cannot watch container exits: %s", error)
-
-    def _container_died(self, container_id: str) -> None:
-        for group in self.instances.values():
-            for instance in group:
-                if instance.container.id == container_id:
-                    self.eject(instance, "its container exited")
-
-    async def _replace(self, old: Instance) -> None:
-        variant = self.spec.variant(old.variant)
-        assert variant is not None
-        try:
-            new = await self._start_instance(variant)
-            log.info("instance %s replaced by %s", old.label, new.label)
-        except EndpointFailedError as error:
-            log.error("replacement for %s failed: %s", old.label, error)
-        finally:
-            group = self.instances[old.variant]
-            if old in group:
-                group.remove(old)
-            await self._retire(old)
 
     # ---- live changes (UpdateEndpointWeightsAndCapacities) --------------------------------
     async def reconfigure(self, weights: Mapping[str, float], counts: Mapping[str, int]) -> None:
