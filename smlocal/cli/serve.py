@@ -75,20 +75,54 @@ def _build_spec(
 ) -> EndpointSpec:
     from smlocal.emulator.spec import build_spec
 
-    return build_spec(
-        name=name or _default_name(image),
-        variants=[
-            {
-                "image": image,
-                "model": model,
-                "env": env,
-                "instance_type": instance_type,
-                "instance_count": instance_count,
-            }
-        ],
-        startup_timeout_s=startup_timeout,
-        invocation_timeout_s=invocation_timeout,
-    )
+    try:
+        return build_spec(
+            name=name or _default_name(image),
+            variants=[
+                {
+                    "image": image,
+                    "model": model,
+                    "env": env,
+                    "instance_type": instance_type,
+                    "instance_count": instance_count,
+                }
+            ],
+            startup_timeout_s=startup_timeout,
+            invocation_timeout_s=invocation_timeout,
+        )
+    except ConfigError as error:
+        raise ConfigError(_in_flag_words(str(error))) from None
+
+
+# The spec's field paths, as the flags that set them (a CLI user typed flags, not fields).
+_FLAGS = {
+    "startup_timeout_s": "--startup-timeout",
+    "invocation_timeout_s": "--invocation-timeout",
+    "variants.0.instance_count": "--instance-count",
+    "variants.0.env": "--env",
+    "variants.0.model": "--model",
+    "variants.0.image": "IMAGE",
+    "name": "--name",
+}
+_NAME_RULE = "String should match pattern '^[a-zA-Z0-9](-*[a-zA-Z0-9])*$'"
+_NAME_WORDS = "1-63 letters, digits and hyphens, starting and ending with a letter or digit"
+
+
+def _in_flag_words(message: str) -> str:
+    text = message.removeprefix("invalid endpoint spec: ")
+    parts = []
+    for part in text.split("; "):
+        field, colon, rest = part.partition(": ")
+        flag = _FLAGS.get(field)
+        if not colon or flag is None:
+            parts.append(part)
+            continue
+        rest = rest.replace(
+            _NAME_RULE,
+            "1-63 letters, digits and hyphens, starting and ending with a letter or digit",
+        )
+        parts.append(f"{flag}: {rest}")
+    return "; ".join(parts)
 
 
 def serve(

@@ -172,7 +172,8 @@ def test_ctrl_c_stops_the_containers(docker_images: None, smlocal_home: Path) ->
         (["--instance-type", "ml.bogus"], "unknown instance type", 2),
         (["--env", "NOEQUALS"], "KEY=VALUE", 2),
         (["--model", "/does/not/exist.tar.gz"], "/does/not/exist.tar.gz", 2),
-        (["--name", "bad_name"], "name", 2),
+        (["--name", "bad_name"], "--name: 1-63 letters, digits and hyphens", 2),
+        (["--startup-timeout", "10"], "--startup-timeout: Input should be greater than", 2),
     ],
 )
 def test_bad_input_is_a_clear_error_not_a_traceback(
