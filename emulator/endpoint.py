@@ -42,6 +42,7 @@ from smlocal.emulator.backend import (
 from smlocal.emulator.errors import EndpointFailedError
 from smlocal.emulator.healing import Healing
 from smlocal.emulator.health import (
+    PingResult,
     WaitStrategy,
     ping,
     wait_until_healthy,
@@ -235,8 +236,21 @@ class Endpoint(Adopting, Healing):
         label = f"{variant.name}/{index}"
         self._follow_logs(container, label)
         strategy = WaitStrategy(deadline_s=self.spec.startup_timeout_s)
+
+        def stalled(last: PingResult) -> None:
+            # The usual cause of an image that answers but never gets healthy: no model.
+            if variant.model is None and last.status is not None:
+                self._hint(
+                    label,
+                    f"/ping still answers {last.status} after 5 s and this variant has no "
+                    "model (/opt/ml/model is empty): if the image loads one, pass --model "
+                    "(ModelDataUrl)",
+                )
+
         try:
-            took = await wait_until_healthy(self.backend, container, strategy, self.http)
+            took = await wait_until_healthy(
+                self.backend, container, strategy, self.http, on_stalled=stalled
+            )
         except BaseException:
             await asyncio.to_thread(self.backend.stop, container.id, 0)
             await asyncio.to_thread(self.backend.remove, container.id)
@@ -246,6 +260,12 @@ class Endpoint(Adopting, Healing):
         self.instances[variant.name].append(instance)
         log.info("instance %s healthy after %.2f s at %s:%d", label, took, *address)
         return instance
+
+    def _hint(self, label: str, message: str) -> None:
+        """A line for the user, in the endpoint's log (where `serve` and `logs` show it)."""
+        log.info("instance %s: %s", label, message)
+        if self._log_sink is not None:
+            self._log_sink(f"{label} smlocal", f"hint: {message}")
 
     async def _best_address(self, container: RunningContainer) -> tuple[str, int]:
         if self.settings.prefer_direct and container.direct is not None:

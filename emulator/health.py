@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -94,20 +95,30 @@ async def wait_until_healthy(
     container: RunningContainer,
     strategy: WaitStrategy,
     session: aiohttp.ClientSession,
+    *,
+    on_stalled: Callable[[PingResult], None] | None = None,
+    stalled_after_s: float = 5.0,
 ) -> float:
     """Ping until the first 200; return the seconds it took.
 
     Raises EndpointFailedError when the container exits (at once) or the window closes; the
-    error carries the container's last log lines.
+    error carries the container's last log lines. ``on_stalled(last ping)`` once, when the
+    container is still not healthy after ``stalled_after_s`` (a hint, long before the window
+    closes).
     """
     started = time.monotonic()
     deadline = started + strategy.deadline_s
     last = PingResult(False, None, 0.0, "no ping answered yet")
     next_exit_check = started
+    stalled = on_stalled is None
     while True:
         last = await ping(session, container.published, strategy.ping_timeout_s)
         if last.ok:
             return time.monotonic() - started
+        if not stalled and time.monotonic() - started >= stalled_after_s:
+            stalled = True
+            assert on_stalled is not None
+            on_stalled(last)
         exited = None
         if time.monotonic() >= next_exit_check:
             exited = await asyncio.to_thread(exit_message, backend, container)

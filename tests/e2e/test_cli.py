@@ -392,3 +392,28 @@ def test_invoke_writes_the_answer_bytes_unchanged_when_piped(
     never = smlocal("logs", "cli-never-was", "--follow")
     assert never.returncode == 1
     assert "no endpoint named cli-never-was" in never.stderr
+
+
+def test_a_forgotten_model_is_named_within_seconds(docker_images: None, smlocal_home: Path) -> None:
+    """The sklearn image without --model answers /ping 503 for good: say why, long before
+    the 480 s startup window closes."""
+    process = subprocess.Popen(
+        [SMLOCAL, "serve", SKLEARN_IMAGE, "--name", "cli-no-model", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    started = time.monotonic()
+    seen = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if "hint:" in line or time.monotonic() - started > 60:
+                break
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert any("hint:" in line and "pass --model" in line for line in seen), seen[-5:]
+    assert time.monotonic() - started < 40
+    assert not containers_of("cli-no-model")
