@@ -32,6 +32,7 @@ from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.backend import LABEL_ENDPOINT, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
 from smlocal.emulator.errors import SmlocalError
+from smlocal.emulator.placement import placement_warnings
 from smlocal.emulator.serverless import ServerlessEndpoint, is_serverless
 from smlocal.emulator.service.catalog import Catalog, Params, public
 from smlocal.emulator.service.resources import (
@@ -286,6 +287,10 @@ class HostingService(Catalog):
         adopt: Sequence[ContainerInfo] = (),
         logs_since: float | None = None,
     ) -> Endpoint:
+        inspect = getattr(self.backend, "image_info", None)
+        if inspect is not None:
+            for warning in placement_warnings(spec, inspect):
+                log.warning("endpoint %s: %s", spec.name, warning)
         try:
             models = await stage_models({v.name: v.model for v in spec.variants}, self.cache_dir)
         except BaseException:

@@ -266,6 +266,7 @@ def serve(
 
         check_images(spec)
         check_models(spec)  # before a service is started for it: bad input starts nothing
+        _warn_placement(spec)
         settings = ServiceSettings(
             host=host,
             port=port,
@@ -276,6 +277,15 @@ def serve(
             _serve_detached(spec, settings)
         else:
             _serve_attached(spec, settings, show_logs=not quiet)
+
+
+def _warn_placement(spec: EndpointSpec) -> None:
+    from smlocal.emulator.docker_backend import DockerBackend
+    from smlocal.emulator.placement import placement_warnings
+
+    backend = DockerBackend()
+    for warning in placement_warnings(spec, backend.image_info, host_cpus=backend.host_cpus()):
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def _service_notes(url: str, how: str, settings: ServiceSettings) -> None:
