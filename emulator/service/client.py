@@ -314,12 +314,19 @@ def undeploy(
                 on_wait(record["EndpointStatus"])
                 on_wait = None  # said once
             time.sleep(poll_s)
-    while describe_or_none(client, name) is not None:
-        if time.monotonic() > deadline:
-            raise SmlocalError(f"endpoint {name} was not deleted within {timeout_s:g} s")
-        time.sleep(poll_s)
-    if made_by_serve:
-        delete_serve_resources(client, name, record["EndpointConfigName"])
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
+    try:
+        while describe_or_none(client, name) is not None:
+            if time.monotonic() > deadline:
+                raise SmlocalError(f"endpoint {name} was not deleted within {timeout_s:g} s")
+            time.sleep(poll_s)
+        if made_by_serve:
+            delete_serve_resources(client, name, record["EndpointConfigName"])
+    except (EndpointConnectionError, ConnectionClosedError):
+        # The deletion was accepted and the service has gone since: a foreground serve's own
+        # service ends with its endpoint, everything in it included.
+        pass
     return True
 
 
