@@ -65,5 +65,7 @@ def stop_service(home: Path, timeout_s: float = 90) -> None:
         import docker
 
         label = f"smlocal.session={id_file.read_text().strip()}"
-        left = docker.from_env().containers.list(all=True, filters={"label": label})
+        left = docker.from_env().containers.list(
+            ignore_removed=True, all=True, filters={"label": label}
+        )
         assert not left, [f"{c.name} {c.status}" for c in left]

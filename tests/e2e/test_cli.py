@@ -28,7 +28,7 @@ def smlocal(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str
 
 def containers_of(name: str) -> list[object]:
     return docker.from_env().containers.list(
-        all=True, filters={"label": f"{LABEL_ENDPOINT}={name}"}
+        ignore_removed=True, all=True, filters={"label": f"{LABEL_ENDPOINT}={name}"}
     )
 
 

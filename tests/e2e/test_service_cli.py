@@ -47,6 +47,7 @@ def containers_of(name: str) -> list[Any]:
     home = Path(os.environ["SMLOCAL_HOME"])
     service_id = (home / "service" / "id").read_text().strip()
     return docker.from_env().containers.list(
+        ignore_removed=True,
         all=True,
         filters={"label": [f"{LABEL_ENDPOINT}={name}", f"smlocal.session={service_id}"]},
     )
@@ -75,7 +76,7 @@ def assert_nothing_left(home: Path) -> None:
     """No container of this service, running or exited, once it has stopped."""
     service_id = (home / "service" / "id").read_text().strip()
     left = docker.from_env().containers.list(
-        all=True, filters={"label": f"smlocal.session={service_id}"}
+        ignore_removed=True, all=True, filters={"label": f"smlocal.session={service_id}"}
     )
     assert not left, [f"{c.name} {c.status}" for c in left]
 

@@ -102,14 +102,24 @@ def test_unhealthy_instance_is_replaced_and_the_old_one_removed(
     client = docker.from_env()
     with serving(spec, docker_backend, tmp_path, settings) as handle:
         assert handle.status == "InService"
-        first = {c.id for c in client.containers.list(filters={"label": f"{LABEL_ENDPOINT}=flaky"})}
+        first = {
+            c.id
+            for c in client.containers.list(
+                ignore_removed=True, filters={"label": f"{LABEL_ENDPOINT}=flaky"}
+            )
+        }
         deadline = time.monotonic() + 30
         replaced = False
         while time.monotonic() < deadline and not replaced:
             now = {
-                c.id for c in client.containers.list(filters={"label": f"{LABEL_ENDPOINT}=flaky"})
+                c.id
+                for c in client.containers.list(
+                    ignore_removed=True, filters={"label": f"{LABEL_ENDPOINT}=flaky"}
+                )
             }
             replaced = bool(now - first) and not (now & first)
             time.sleep(0.2)
         assert replaced, "the unhealthy container was not replaced"
-    assert not client.containers.list(all=True, filters={"label": f"{LABEL_ENDPOINT}=flaky"})
+    assert not client.containers.list(
+        ignore_removed=True, all=True, filters={"label": f"{LABEL_ENDPOINT}=flaky"}
+    )

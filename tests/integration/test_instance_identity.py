@@ -71,7 +71,9 @@ def test_a_killed_instance_never_hands_its_traffic_to_another_container(
                 )
                 return n, json.loads(answer["Body"].read())
 
-            victim = client.containers.list(filters={"label": "smlocal.endpoint=identity"})[0]
+            victim = client.containers.list(
+                ignore_removed=True, filters={"label": "smlocal.endpoint=identity"}
+            )[0]
             with RequestLoop(call) as loop, RequestLoop(call) as second:
                 time.sleep(1.0)
                 victim.kill()
@@ -96,7 +98,7 @@ def test_a_killed_instance_never_hands_its_traffic_to_another_container(
             # Only the requests in flight on the killed container may fail.
             assert len(failures) <= 2, failures
             endpoint_containers = client.containers.list(
-                filters={"label": "smlocal.endpoint=identity"}
+                ignore_removed=True, filters={"label": "smlocal.endpoint=identity"}
             )
             assert len(endpoint_containers) == 2  # replaced
             assert victim.id not in {c.id for c in endpoint_containers}

@@ -116,7 +116,8 @@ def deploy(sm: Any, name: str, image: str, *, isolated: bool, env: dict[str, str
 
 def container_of(endpoint: str, service_id: str) -> Any:
     (found,) = docker.from_env().containers.list(
-        filters={"label": [f"{LABEL_ENDPOINT}={endpoint}", f"smlocal.session={service_id}"]}
+        ignore_removed=True,
+        filters={"label": [f"{LABEL_ENDPOINT}={endpoint}", f"smlocal.session={service_id}"]},
     )
     return found
 

@@ -32,7 +32,11 @@ NAME = "sl-docker"
 
 def _containers() -> list[docker.models.containers.Container]:
     client = docker.from_env()
-    return list(client.containers.list(all=True, filters={"label": f"{LABEL_ENDPOINT}={NAME}"}))
+    return list(
+        client.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"{LABEL_ENDPOINT}={NAME}"}
+        )
+    )
 
 
 def _until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
