@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -80,23 +81,34 @@ def _throughput(host: str, port: int, path: str, seconds: float, clients: int) -
     return sum(counts) / seconds
 
 
+def _published_port(container: Any) -> int:
+    """The host port Docker published the container's 8080 on."""
+    container.reload()
+    return int(container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
+
+
+def _until_ping_ok(port: int, interval_s: float, stop: Any = None) -> bool:
+    """Poll 127.0.0.1:PORT/ping until it answers 200 (True), or ``stop`` is set (False)."""
+    while stop is None or not stop.is_set():
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/ping")
+            if conn.getresponse().status == 200:
+                return True
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(interval_s)
+    return False
+
+
 def _startup_direct(client: docker.DockerClient, image: str) -> float:
     started = time.perf_counter()
     container = client.containers.run(
         image, ["serve"], detach=True, ports={"8080/tcp": ("127.0.0.1", None)}
     )
     try:
-        container.reload()
-        port = int(container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/ping")
-                if conn.getresponse().status == 200:
-                    return time.perf_counter() - started
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.005)
+        _until_ping_ok(_published_port(container), 0.005)
+        return time.perf_counter() - started
     finally:
         container.remove(force=True)
 

@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 import docker
+from runtime_api import _published_port, _until_ping_ok
 from service import _clients
 
 IMAGE = "smlocal-fixture/echo:latest"
@@ -42,17 +43,8 @@ def _direct(client: docker.DockerClient) -> float:
         labels={"smlocal.session": "bench-serverless-direct"},
     )  # fmt: skip
     try:
-        container.reload()
-        port = int(container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/ping")
-                if conn.getresponse().status == 200:
-                    break
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.005)
+        port = _published_port(container)
+        _until_ping_ok(port, 0.005)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request(
             "POST", "/invocations", body=BODY, headers={"Content-Type": "application/json"}

@@ -37,7 +37,13 @@ import boto3
 import docker
 from botocore import UNSIGNED
 from botocore.config import Config
-from runtime_api import _latencies, _quantile, _startup_direct
+from runtime_api import (
+    _latencies,
+    _published_port,
+    _quantile,
+    _startup_direct,
+    _until_ping_ok,
+)
 
 IMAGE = "smlocal-fixture/echo:latest"
 SMLOCAL = os.path.join(os.path.dirname(sys.executable), "smlocal")
@@ -236,17 +242,7 @@ def _churn_docker(_url: str, stop: Any) -> None:
             labels={"smlocal.session": "bench-docker-churn"},
         )  # fmt: skip
         try:
-            container.reload()
-            port = int(container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
-            while not stop.is_set():
-                try:
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                    conn.request("GET", "/ping")
-                    if conn.getresponse().status == 200:
-                        break
-                except (OSError, http.client.HTTPException):
-                    pass
-                time.sleep(0.05)
+            _until_ping_ok(_published_port(container), 0.05, stop)
         finally:
             container.stop(timeout=30)
             container.remove(force=True)
