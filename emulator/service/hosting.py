@@ -35,6 +35,7 @@ from smlocal.emulator.errors import SmlocalError
 from smlocal.emulator.placement import placement_warnings
 from smlocal.emulator.serverless import ServerlessEndpoint, is_serverless
 from smlocal.emulator.service.catalog import Catalog, Params, public
+from smlocal.emulator.service.inference_types import check_type_change
 from smlocal.emulator.service.resources import (
     ATTACHED_TAG,
     SERVE_TAG,
@@ -128,6 +129,7 @@ class HostingService(Catalog):
         record = self._ready_for_change(p["EndpointName"])
         name = record["EndpointName"]  # as created: the request may spell it in another case
         spec, specified = await asyncio.to_thread(self._spec, name, p["EndpointConfigName"])
+        check_type_change(name, self.endpoints[name].spec, spec)
         self._set_status(record, "Updating", FailureReason=None)
         for observe in self.observers:
             observe("updated", name, p["EndpointConfigName"])

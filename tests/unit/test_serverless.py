@@ -359,3 +359,54 @@ def test_serve_flags_deploy_a_serverless_variant() -> None:
         _serverless(spec, 1500, 5)
     with pytest.raises(ConfigError, match="only with --serverless-memory"):
         _serverless(spec, None, 5)
+
+
+# ---- UpdateEndpoint keeps the inference type ------------------------------------------
+def test_update_endpoint_refuses_a_change_of_inference_type(service: Clients) -> None:
+    service.deploy("kind")
+    service.sm.create_endpoint_config(
+        EndpointConfigName="kind-rt",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "kind-m",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+    service.sm.create_endpoint_config(
+        EndpointConfigName="kind-async",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "kind-m",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://bucket/out"}},
+    )
+    for config, kind in (("kind-rt", "real-time"), ("kind-async", "asynchronous")):
+        code, message = _error(
+            lambda config=config: service.sm.update_endpoint(
+                EndpointName="kind", EndpointConfigName=config
+            )
+        )
+        assert code == "ValidationException"
+        assert f"from a serverless endpoint to a {kind} endpoint" in message
+    described = service.sm.describe_endpoint(EndpointName="kind")
+    assert described["EndpointStatus"] == "InService"
+    assert described["EndpointConfigName"] == "kind-c"
+
+    # real-time → serverless is what AWS documents as unsupported
+    service.sm.create_endpoint(EndpointName="rt", EndpointConfigName="kind-rt")
+    service.sm.get_waiter("endpoint_in_service").wait(EndpointName="rt", WaiterConfig=WAIT)
+    code, message = _error(
+        lambda: service.sm.update_endpoint(EndpointName="rt", EndpointConfigName="kind-c")
+    )
+    assert code == "ValidationException"
+    assert "from a real-time endpoint to a serverless endpoint" in message
+    # the same type still updates
+    service.sm.update_endpoint(EndpointName="kind", EndpointConfigName="kind-c")
+    service.sm.get_waiter("endpoint_in_service").wait(EndpointName="kind", WaiterConfig=WAIT)
