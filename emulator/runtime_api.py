@@ -15,6 +15,7 @@ an AWS-shaped error from :mod:`emulator.aws_errors`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -188,8 +189,15 @@ class RuntimeApi:
             endpoint = self.lookup(name)
             forwarded = self.stream_rules.forwarded_headers(headers)
             target = forwarded.pop(TARGET_VARIANT, None)
-            body = await read_body(receive, headers, self.stream_rules.max_body_bytes, request_id)
-            async with open_stream(endpoint, body, forwarded, target_variant=target) as answer:
+            serverless = isinstance(endpoint, ServerlessEndpoint)
+            limit = SERVERLESS_MAX_BYTES if serverless else self.stream_rules.max_body_bytes
+            body = await read_body(receive, headers, limit, request_id)
+            async with contextlib.AsyncExitStack() as held:
+                if isinstance(endpoint, ServerlessEndpoint):  # a container of its own
+                    await held.enter_async_context(endpoint.reserve(target))
+                answer = await held.enter_async_context(
+                    open_stream(endpoint, body, forwarded, target_variant=target)
+                )
                 start_headers = {
                     "content-type": "application/vnd.amazon.eventstream",
                     "x-amzn-sagemaker-content-type": answer.content_type,

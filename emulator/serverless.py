@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -188,6 +188,23 @@ class ServerlessEndpoint(Endpoint):
     ) -> InvokeResult:
         """Run ``call`` (an invoke of this endpoint) on a container of its own: a free warm
         one, else a cold-started one; ThrottlingException past MaxConcurrency."""
+        async with self.reserve(target_variant):
+            result = await call()
+        if len(result.body) > MAX_PAYLOAD_BYTES:
+            raise model_error(
+                f'Received server error (0) from primary with message "the response body is '
+                f'larger than the {MAX_PAYLOAD_BYTES}-byte limit of serverless endpoints".',
+                original_status=200,
+                original_message=None,
+                log_stream_arn=self._log_group(),
+            )
+        return result
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, target_variant: str | None) -> AsyncIterator[Instance]:
+        """A container of this request's own for the block (``choose`` returns it): a free
+        warm one, else a cold-started one; ThrottlingException past MaxConcurrency. Invokes
+        and response streams alike: a stream holds its container until it ends."""
         variant = self._pick(target_variant)
         config = _config(variant)
         if self.in_flight[variant.name] >= config.max_concurrency:
@@ -199,27 +216,18 @@ class ServerlessEndpoint(Endpoint):
             self._busy.add(instance.container.id)
             token = _RESERVED.set(instance)
             try:
-                result = await call()
+                yield instance
             finally:
                 _RESERVED.reset(token)
                 self._release(instance)
         finally:
             self.in_flight[variant.name] -= 1
-        if len(result.body) > MAX_PAYLOAD_BYTES:
-            raise model_error(
-                f'Received server error (0) from primary with message "the response body is '
-                f'larger than the {MAX_PAYLOAD_BYTES}-byte limit of serverless endpoints".',
-                original_status=200,
-                original_message=None,
-                log_stream_arn=self._log_group(),
-            )
-        return result
 
     def choose(self, target_variant: str | None = None) -> Instance:
         reserved = _RESERVED.get()
         if reserved is not None:
             return reserved
-        return super().choose(target_variant)  # streams and /ping passthrough: warm ones only
+        return super().choose(target_variant)  # the /ping passthrough: warm ones only
 
     def _pick(self, target_variant: str | None) -> VariantSpec:
         if target_variant is not None:

@@ -410,3 +410,35 @@ def test_update_endpoint_refuses_a_change_of_inference_type(service: Clients) ->
     # the same type still updates
     service.sm.update_endpoint(EndpointName="kind", EndpointConfigName="kind-c")
     service.sm.get_waiter("endpoint_in_service").wait(EndpointName="kind", WaiterConfig=WAIT)
+
+
+# ---- InvokeEndpointWithResponseStream gets a container of its own ----------------------
+def _stream(service: Clients, name: str, body: bytes) -> bytes:
+    answer = service.rt.invoke_endpoint_with_response_stream(
+        EndpointName=name, Body=body, ContentType="text/plain"
+    )
+    return b"".join(event["PayloadPart"]["Bytes"] for event in answer["Body"])
+
+
+def test_response_stream_cold_starts_and_counts_against_max_concurrency(
+    service: Clients,
+) -> None:
+    service.deploy("st", MaxConcurrency=1)
+    assert service.backend.running() == []
+    assert _stream(service, "st", b"streamed") == b"streamed"  # cold start, like invoke
+    assert service.setup_count("st") == 1
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(service.invoke, "st", b"hold")
+        _until(lambda: _holding(service))
+        code, _ = _error(lambda: _stream(service, "st", b"x"))
+        assert code == "ThrottlingException"
+        RELEASE.set()
+        assert held.result(timeout=30) == b"hold"
+    assert _stream(service, "st", b"again") == b"again"  # warm: no second cold start
+    assert service.setup_count("st") == 1
+
+
+def _holding(service: Clients) -> bool:
+    return any(
+        body == b"hold" for c in service.backend.containers.values() for _, _, body in c.requests
+    )
