@@ -2,7 +2,8 @@
 
 Owns the data-plane rules between the runtime API and ``POST /invocations``: the 60-second
 answer limit, the 6 MiB response limit, custom attributes both ways, and the mapping of a
-container's 4xx/5xx, silence or disconnect to SageMaker's ModelError (with
+container's 4xx/5xx, silence, disconnect or unsendable answer headers
+(:mod:`~smlocal.emulator.answer_headers`) to SageMaker's ModelError (with
 OriginalStatusCode, OriginalMessage, LogStreamArn). Metrics are recorded per variant.
 """
 
@@ -10,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 
+from smlocal.emulator.answer_headers import answer_header_problem
 from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, model_error
 from smlocal.emulator.endpoint import Endpoint, Instance
 from smlocal.emulator.request_rules import invoke_rules
 
 __all__ = ["InvokeResult", "StreamAnswer", "StreamInterrupted", "invoke", "open_stream"]
+
+log = logging.getLogger(__name__)
 
 CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
 _MESSAGE_PREVIEW = 1024
@@ -83,6 +88,23 @@ def _connection_error(endpoint: str, instance: Instance, error: BaseException) -
     )
 
 
+def _answer_error(endpoint: str, instance: Instance, status: int, problem: str) -> AwsError:
+    """A 2xx answer whose headers SageMaker's response cannot carry (not US-ASCII, too long)."""
+    log.warning(
+        "endpoint %s: container %s answered %d, but %s; the client gets a ModelError",
+        endpoint,
+        instance.container.name,
+        status,
+        problem,
+    )
+    return model_error(
+        f"Received an invalid response from primary: {problem}. {_where(endpoint)}",
+        original_status=status,
+        original_message=None,
+        log_stream_arn=_log_stream_arn(endpoint, instance),
+    )
+
+
 def _status_error(endpoint: str, instance: Instance, status: int, payload: bytes) -> AwsError:
     text = payload.decode(errors="replace")
     kind = "client" if 400 <= status < 500 else "server"
@@ -137,6 +159,7 @@ async def invoke(
             model_done = time.perf_counter()
             content_type = response.headers.get("Content-Type", "application/octet-stream")
             attributes = response.headers.get(CUSTOM_ATTRIBUTES, "")
+            problem = answer_header_problem(response.headers)
     except (TimeoutError, *_UPSTREAM_ERRORS) as error:
         elapsed_us = int((time.perf_counter() - started) * 1e6)
         metrics.record(status=None, model_us=elapsed_us, total_us=elapsed_us)
@@ -159,6 +182,9 @@ async def invoke(
     if status >= 300:
         metrics.record(status=status, model_us=model_us, total_us=model_us)
         raise _status_error(name, instance, status, payload)
+    if problem is not None:
+        metrics.record(status=None, model_us=model_us, total_us=model_us)
+        raise _answer_error(name, instance, status, problem)
     result = InvokeResult(payload, content_type, instance.variant, attributes)
     total_us = int((time.perf_counter() - arrived) * 1e6)
     metrics.record(status=status, model_us=model_us, total_us=total_us)
@@ -228,6 +254,10 @@ async def open_stream(
         if response.status >= 300:
             payload = await _read_limited(response, invoke_rules().max_body_bytes)
             raise _status_error(name, instance, response.status, payload)
+        problem = answer_header_problem(response.headers)
+        if problem is not None:
+            status = None
+            raise _answer_error(name, instance, response.status, problem)
 
         async def chunks() -> AsyncIterator[bytes]:
             nonlocal status
