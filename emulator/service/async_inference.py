@@ -68,6 +68,7 @@ from smlocal.emulator.service.async_queue import (
     rules_of_ints,
     split_s3,
 )
+from smlocal.emulator.service.async_slots import PREFETCH_FACTOR, ContainerSlots
 from smlocal.emulator.service.store import Kind, Store
 
 __all__ = ["AsyncInference", "split_s3"]
@@ -126,7 +127,8 @@ class AsyncInference:
         self._configs: weakref.WeakKeyDictionary[Endpoint, dict[str, Any] | None] = (
             weakref.WeakKeyDictionary()
         )
-        self._in_flight: dict[str, int] = {}  # container id -> requests on it
+        self.slots = ContainerSlots()
+        self._taken: dict[str, int] = {}  # endpoint -> requests taken from its queue, unfinished
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -265,62 +267,45 @@ class AsyncInference:
     def _dispatch_one(self, name: str) -> None:
         now = _now()
         for request in self.queue.take_expired(name, now):
-            self._spawn(request, None, None)
+            self._spawn(request, None)
         endpoint = self.endpoints.get(name)
         if endpoint is None or endpoint.status != EndpointStatus.IN_SERVICE:
             return
+        room = self.slots.capacity(endpoint, self._cap(endpoint)) * PREFETCH_FACTOR
+        for request in self.queue.take(name, room - self._taken.get(name, 0)):
+            self._spawn(request, endpoint)
+
+    def _cap(self, endpoint: Endpoint) -> int:
         config = self.config_of(endpoint) or {}
-        cap = int(
+        return int(
             (config.get("ClientConfig") or {}).get("MaxConcurrentInvocationsPerInstance")
             or DEFAULT_MAX_CONCURRENT_PER_INSTANCE
         )
-        slots: list[Instance] = []
-        for variant in endpoint.spec.variants:
-            if variant.weight <= 0:
-                continue
-            for instance in endpoint.healthy(variant.name):
-                free = cap - self._in_flight.get(instance.container.id, 0)
-                slots += [instance] * max(0, free)
-        # Fill the least busy instances first.
-        slots.sort(key=lambda i: self._in_flight.get(i.container.id, 0))
-        for request, instance in zip(self.queue.take(name, len(slots)), slots, strict=False):
-            self._spawn(request, endpoint, instance)
 
-    def _spawn(
-        self, request: QueuedRequest, endpoint: Endpoint | None, instance: Instance | None
-    ) -> None:
-        if instance is not None:
-            cid = instance.container.id
-            self._in_flight[cid] = self._in_flight.get(cid, 0) + 1
-        task = asyncio.create_task(self._process(request, endpoint, instance))
+    def _spawn(self, request: QueuedRequest, endpoint: Endpoint | None) -> None:
+        self._taken[request.endpoint] = self._taken.get(request.endpoint, 0) + 1
+        ticket = self.slots.ticket(request.endpoint) if endpoint is not None else 0
+        task = asyncio.create_task(self._process(request, endpoint, ticket))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _process(
-        self, request: QueuedRequest, endpoint: Endpoint | None, instance: Instance | None
+        self, request: QueuedRequest, endpoint: Endpoint | None, ticket: int
     ) -> None:
-        started = _now()
-        variant = instance.variant if instance else "-"
-        counters = self._counters(request.endpoint, variant)
         try:
             if request.recovered:
                 done = await self._run_sync(self._existing_outcome, request)
                 if done is not None:
                     self.queue.finish(request.key, done)
                     return
-            if endpoint is None or instance is None:
-                counters.expired += 1
-                outcome = _Outcome(
-                    False,
-                    b"",
-                    "text/plain",
-                    f"Request expired: it waited in the queue longer than its "
-                    f"RequestTTLSeconds ({request.ttl_s} s).",
-                    "expired",
-                )
+            outcome: _Outcome | None
+            if endpoint is None:
+                outcome, counters = self._expired(request)
             else:
-                counters.time_in_backlog_ms.add(int((started - request.received_at) * 1000))
-                outcome = await self._invoke(request, endpoint, instance, counters)
+                outcome, counters = await self._run(request, endpoint, ticket)
+            if outcome is None:  # the endpoint went away meanwhile
+                self.queue.requeue(request.key)
+                return
             await self._deliver(request, outcome, counters)
             total = int((_now() - request.received_at) * 1000)
             counters.total_processing_ms.add(total)
@@ -331,9 +316,45 @@ class AsyncInference:
                           request.inference_id, request.endpoint)  # fmt: skip
             self.queue.requeue(request.key)
         finally:
-            if instance is not None:
-                self._in_flight[instance.container.id] -= 1
+            self.slots.withdraw(request.endpoint, ticket)
+            self._taken[request.endpoint] -= 1
             self._wake.set()
+
+    async def _run(
+        self, request: QueuedRequest, endpoint: Endpoint, ticket: int
+    ) -> tuple[_Outcome | None, VariantCounters]:
+        """Input from S3 (outside the container slot), then the container in a slot of its
+        own; the counters are those of the variant that served it ("-" before one did)."""
+        try:
+            body = await self._run_sync(self._download, request.input_location)
+        except Exception as error:
+            counters = self._counters(request.endpoint, "-")
+            counters.download_failures += 1
+            counters.failures += 1
+            reason = f"ClientError: Failed to download the input from {request.input_location}"
+            return _Outcome(False, b"", "text/plain", f"{reason}: {error}"), counters
+
+        def still_current() -> bool:
+            return self.endpoints.get(request.endpoint) is endpoint
+
+        cap = self._cap(endpoint)
+        async with self.slots.hold(endpoint, cap, ticket, still_current) as instance:
+            if instance is None:
+                return None, self._counters(request.endpoint, "-")
+            if _now() - request.received_at > request.ttl_s:  # waited for a slot too long
+                return self._expired(request)
+            counters = self._counters(request.endpoint, instance.variant)
+            counters.time_in_backlog_ms.add(int((_now() - request.received_at) * 1000))
+            return await self._invoke(request, endpoint, instance, body, counters), counters
+
+    def _expired(self, request: QueuedRequest) -> tuple[_Outcome, VariantCounters]:
+        counters = self._counters(request.endpoint, "-")
+        counters.expired += 1
+        reason = (
+            f"Request expired: it waited in the queue longer than its RequestTTLSeconds "
+            f"({request.ttl_s} s)."
+        )
+        return _Outcome(False, b"", "text/plain", reason, "expired"), counters
 
     async def _run_sync(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
@@ -343,19 +364,9 @@ class AsyncInference:
         request: QueuedRequest,
         endpoint: Endpoint,
         instance: Instance,
+        body: bytes,
         counters: VariantCounters,
     ) -> _Outcome:
-        try:
-            body = await self._run_sync(self._download, request.input_location)
-        except Exception as error:
-            counters.download_failures += 1
-            counters.failures += 1
-            return _Outcome(
-                False,
-                b"",
-                "text/plain",
-                f"ClientError: Failed to download the input from {request.input_location}: {error}",
-            )
         started = time.perf_counter()
         try:
             async with endpoint.http.post(
