@@ -66,6 +66,9 @@ class ContainerRun:
     # The port the server listens on inside the container: published, and used for the bridge
     # address. 8080 unless the run sets SAGEMAKER_BIND_TO_PORT (inference pipelines).
     container_port: int = CONTAINER_PORT
+    # A multi-model endpoint's models directory, mounted read-only at /opt/ml/models; the
+    # service fills it while the container runs.
+    models_dir: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ __all__ = ["DockerBackend"]
 
 log = logging.getLogger(__name__)
 MODEL_DIR = "/opt/ml/model"
+MODELS_DIR = "/opt/ml/models"  # a multi-model endpoint's (reference §D.1)
 # The isolated network's Linux bridge, named so the firewall rule can name it.
 ISOLATED_BRIDGE = "smlocal-iso0"
 _NO_ICC = "com.docker.network.bridge.enable_icc"
@@ -121,6 +122,8 @@ class DockerBackend:
         if run.model_dir is not None:
             mode = "ro" if run.model_read_only else "rw"
             volumes[str(run.model_dir)] = {"bind": MODEL_DIR, "mode": mode}
+        if run.models_dir is not None:
+            volumes[str(run.models_dir)] = {"bind": MODELS_DIR, "mode": "ro"}
         options: dict[str, Any] = {
             "command": list(run.command),
             "name": run.name,

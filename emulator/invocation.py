@@ -134,8 +134,11 @@ async def invoke(
     *,
     target_variant: str | None = None,
     received_at: float | None = None,
+    path: str = "/invocations",
 ) -> InvokeResult:
     """Send one request to the next instance. Raises AwsError for anything but a 2xx answer.
+
+    ``path``: the container route (a multi-model endpoint's ``/models/{name}/invoke``).
 
     ``received_at`` (``time.perf_counter()`` when the request arrived) makes OverheadLatency
     include the runtime API's own work, as CloudWatch's does.
@@ -149,7 +152,7 @@ async def invoke(
     arrived = received_at if received_at is not None else started
     try:
         async with endpoint.http.post(
-            instance.url("/invocations"),
+            instance.url(path),
             data=body,
             headers=dict(headers),
             timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=CONNECT_TIMEOUT_S),

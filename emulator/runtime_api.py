@@ -33,6 +33,7 @@ from smlocal.emulator.aws_errors import ACCOUNT_ID, AwsError, validation_error
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus
 from smlocal.emulator.eventstream import exception_message, payload_part
 from smlocal.emulator.invocation import CUSTOM_ATTRIBUTES, StreamInterrupted, invoke, open_stream
+from smlocal.emulator.multi_model import TARGET_MODEL, MultiModelEndpoint, check_target_model
 from smlocal.emulator.request_rules import invoke_rules
 from smlocal.emulator.serverless import ServerlessEndpoint
 from smlocal.emulator.serverless_config import MAX_PAYLOAD_BYTES as SERVERLESS_MAX_BYTES
@@ -155,6 +156,8 @@ class RuntimeApi:
             endpoint = self.lookup(name)
             forwarded = self.rules.forwarded_headers(headers)
             target = forwarded.pop(TARGET_VARIANT, None)
+            target_model = forwarded.get(TARGET_MODEL)  # forwarded too: AWS passes it on
+            check_target_model(endpoint, target_model, request_id)
             serverless = isinstance(endpoint, ServerlessEndpoint)
             limit = SERVERLESS_MAX_BYTES if serverless else self.rules.max_body_bytes
             body = await read_body(receive, headers, limit, request_id)
@@ -163,6 +166,8 @@ class RuntimeApi:
             )
             if isinstance(endpoint, ServerlessEndpoint):  # containers on demand
                 result = await endpoint.serve(call, target)
+            elif isinstance(endpoint, MultiModelEndpoint) and target_model is not None:
+                result = await endpoint.serve_model(target_model, call, target)
             else:
                 result = await call()
         except AwsError as error:
@@ -189,6 +194,7 @@ class RuntimeApi:
             endpoint = self.lookup(name)
             forwarded = self.stream_rules.forwarded_headers(headers)
             target = forwarded.pop(TARGET_VARIANT, None)
+            check_target_model(endpoint, None, request_id)  # no TargetModel in this operation
             serverless = isinstance(endpoint, ServerlessEndpoint)
             limit = SERVERLESS_MAX_BYTES if serverless else self.stream_rules.max_body_bytes
             body = await read_body(receive, headers, limit, request_id)
@@ -220,44 +226,12 @@ class RuntimeApi:
         except ClientDisconnected:
             log.info("request %s: the client left mid-body; not forwarded", request_id)
 
-    async def invoke_async(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        try:
-            endpoint = self.lookup(request.path_params["name"])
-            raise validation_error(
-                f"Endpoint {endpoint.spec.name} is not configured for asynchronous inference."
-            )
-        except AwsError as error:
-            return _aws_error_response(error, request_id)
-
-    async def passthrough(self, request: Request) -> Response:
-        """/ping and /invocations exactly as the container answers them (for curl)."""
-        live = [e for e in self.endpoints.values() if e.status == EndpointStatus.IN_SERVICE]
-        if not live:
-            return PlainTextResponse("no endpoint is InService\n", status_code=503)
-        endpoint = live[0]
-        try:
-            instance = endpoint.choose(None)
-        except AwsError as error:
-            return PlainTextResponse(f"{error.message}\n", status_code=503)
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        body = await request.body()
-        try:
-            async with endpoint.http.request(
-                request.method,
-                instance.url(request.url.path),
-                data=body or None,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=endpoint.spec.invocation_timeout_s),
-            ) as answer:
-                payload = await answer.read()
-                content_type = answer.headers.get("Content-Type")
-                kept = {"content-type": content_type} if content_type else {}
-                return Response(payload, status_code=answer.status, headers=kept)
-        except (TimeoutError, aiohttp.ClientError) as error:
-            return PlainTextResponse(
-                f"container did not answer: {error.__class__.__name__}\n", status_code=502
-            )
+    def not_async(self, name: str) -> AwsError:
+        """InvokeEndpointAsync here (the service's async routes take the async endpoints)."""
+        endpoint = self.lookup(name)
+        return validation_error(
+            f"Endpoint {endpoint.spec.name} is not configured for asynchronous inference."
+        )
 
     async def metrics(self, _: Request) -> Response:
         text = "".join(e.metrics.prometheus() for e in self.endpoints.values())

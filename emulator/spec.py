@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.instance_types import InstanceType, lookup_instance_type
+from smlocal.emulator.multi_model_config import MultiModelSpec
 from smlocal.emulator.serverless_config import ServerlessSpec
 
 __all__ = [
@@ -54,6 +55,8 @@ class VariantSpec(BaseModel):
     network_isolation: bool = False
     # ServerlessConfig: on-demand containers instead of instance_type x instance_count.
     serverless: ServerlessSpec | None = None
+    # Model Mode MultiModel: ``model`` is a prefix of many models, chosen per request.
+    multi_model: MultiModelSpec | None = None
 
     @field_validator("instance_type")
     @classmethod

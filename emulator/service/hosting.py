@@ -20,6 +20,7 @@ while Creating or Updating, in AWS's words.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,10 +33,12 @@ from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.backend import LABEL_ENDPOINT, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
 from smlocal.emulator.errors import SmlocalError
+from smlocal.emulator.multi_model import MultiModelEndpoint, is_multi_model
 from smlocal.emulator.placement import placement_warnings
 from smlocal.emulator.serverless import ServerlessEndpoint, is_serverless
 from smlocal.emulator.service.catalog import Catalog, Params, public
 from smlocal.emulator.service.inference_types import check_type_change
+from smlocal.emulator.service.multi_model_rules import check_multi_model_image
 from smlocal.emulator.service.resources import (
     ATTACHED_TAG,
     SERVE_TAG,
@@ -294,12 +297,17 @@ class HostingService(Catalog):
             for warning in placement_warnings(spec, inspect):
                 log.warning("endpoint %s: %s", spec.name, warning)
         try:
-            models = await stage_models({v.name: v.model for v in spec.variants}, self.cache_dir)
+            # A multi-model variant's models are fetched per request, not staged up front.
+            sources = {v.name: None if v.multi_model else v.model for v in spec.variants}
+            models = await stage_models(sources, self.cache_dir)
         except BaseException:
             # The endpoint never got them: nobody else would remove them.
             await asyncio.shield(asyncio.to_thread(remove_containers, self.backend, adopt))
             raise
-        endpoint = (ServerlessEndpoint if is_serverless(spec) else Endpoint)(
+        kind: Callable[..., Endpoint] = ServerlessEndpoint if is_serverless(spec) else Endpoint
+        if is_multi_model(spec):
+            kind = functools.partial(MultiModelEndpoint, cache_dir=self.cache_dir)
+        endpoint = kind(
             spec,
             self.backend,
             models,
@@ -402,6 +410,14 @@ class HostingService(Catalog):
             v["VariantName"]: str(container_of(models[v["ModelName"]]).get("Image"))
             for v in config["ProductionVariants"]
         }
+        for v in config["ProductionVariants"]:  # the MME capability label (AWS's refusal)
+            running = spec.variant(v["VariantName"])
+            container = container_of(models[v["ModelName"]])
+            image_info = getattr(self.backend, "image_info", None)
+            if running is not None:
+                check_multi_model_image(
+                    specified[v["VariantName"]], running.image, container, image_info
+                )
         return spec, specified
 
     def _refuse_if_closing(self) -> None:

@@ -10,6 +10,7 @@ then pulls.
 Model data: ``ModelDataUrl`` or ``ModelDataSource.S3DataSource.S3Uri`` (``s3://`` read through
 boto3, so real S3 and a moto server both work; a local path is a documented extension).
 ``EnableNetworkIsolation`` makes the variant's containers run with no outbound network.
+``Mode: MultiModel`` makes a multi-model variant (:mod:`.multi_model_rules`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from typing import Any
 
 from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.service.multi_model_rules import (
+    check_multi_model_config,
+    multi_model_fields,
+)
 from smlocal.emulator.service.serverless_rules import (
     check_serverless_config,
     serverless_fields,
@@ -79,6 +84,14 @@ def endpoint_spec(
 ) -> EndpointSpec:
     """The spec of endpoint ``name`` running ``config`` (its models in ``models``, by name)."""
     check_serverless_config(config, models.get)
+    check_multi_model_config(
+        config,
+        {
+            v["VariantName"]: container_of(models[v["ModelName"]])
+            for v in config["ProductionVariants"]
+        },
+        _model_data,
+    )
     variants = []
     startup = DEFAULT_STARTUP_TIMEOUT_S
     for variant in config["ProductionVariants"]:
@@ -101,6 +114,7 @@ def endpoint_spec(
                 "weight": float(variant.get("InitialVariantWeight", 1.0)),
                 "network_isolation": bool(model.get("EnableNetworkIsolation", False)),
                 **serverless_fields(variant),
+                **multi_model_fields(container),
             }
         )
         if variant.get("ContainerStartupHealthCheckTimeoutInSeconds"):

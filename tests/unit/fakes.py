@@ -151,6 +151,7 @@ class FakeBackend:
 
             do_GET = _serve
             do_POST = _serve
+            do_DELETE = _serve  # a multi-model container's unload
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
