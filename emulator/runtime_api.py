@@ -226,12 +226,44 @@ class RuntimeApi:
         except ClientDisconnected:
             log.info("request %s: the client left mid-body; not forwarded", request_id)
 
-    def not_async(self, name: str) -> AwsError:
-        """InvokeEndpointAsync here (the service's async routes take the async endpoints)."""
-        endpoint = self.lookup(name)
-        return validation_error(
-            f"Endpoint {endpoint.spec.name} is not configured for asynchronous inference."
-        )
+    async def invoke_async(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        try:
+            endpoint = self.lookup(request.path_params["name"])
+            raise validation_error(
+                f"Endpoint {endpoint.spec.name} is not configured for asynchronous inference."
+            )
+        except AwsError as error:
+            return _aws_error_response(error, request_id)
+
+    async def passthrough(self, request: Request) -> Response:
+        """/ping and /invocations exactly as the container answers them (for curl)."""
+        live = [e for e in self.endpoints.values() if e.status == EndpointStatus.IN_SERVICE]
+        if not live:
+            return PlainTextResponse("no endpoint is InService\n", status_code=503)
+        endpoint = live[0]
+        try:
+            instance = endpoint.choose(None)
+        except AwsError as error:
+            return PlainTextResponse(f"{error.message}\n", status_code=503)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        body = await request.body()
+        try:
+            async with endpoint.http.request(
+                request.method,
+                instance.url(request.url.path),
+                data=body or None,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=endpoint.spec.invocation_timeout_s),
+            ) as answer:
+                payload = await answer.read()
+                content_type = answer.headers.get("Content-Type")
+                kept = {"content-type": content_type} if content_type else {}
+                return Response(payload, status_code=answer.status, headers=kept)
+        except (TimeoutError, aiohttp.ClientError) as error:
+            return PlainTextResponse(
+                f"container did not answer: {error.__class__.__name__}\n", status_code=502
+            )
 
     async def metrics(self, _: Request) -> Response:
         text = "".join(e.metrics.prometheus() for e in self.endpoints.values())
