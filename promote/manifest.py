@@ -1,6 +1,8 @@
 """The deployment manifest: every AWS resource a promote touched, written as it happens.
 
-One JSON file per deployment (default ``<project>/.smlocal/deployments/<deployment-id>.json``).
+One JSON file per deployment (default ``$SMLOCAL_HOME/deployments/<deployment-id>.json`` when
+SMLOCAL_HOME is set, else ``<project>/.smlocal/deployments/<deployment-id>.json``, beside the
+code it deployed).
 Each resource is appended the moment its create call returns, so a promote that dies half-way
 leaves an accurate list for ``smlocal cleanup``. A resource is ``created`` (smlocal made it,
 cleanup may delete it) or pre-existing (``created: false``, never touched by cleanup).
@@ -49,7 +51,12 @@ def now() -> str:
 
 
 def default_manifest_path(project_root: Path, deployment_id: str) -> Path:
-    return project_root / ".smlocal" / "deployments" / f"{deployment_id}.json"
+    """Where a deployment's manifest goes when no ``--manifest`` names one: below
+    ``$SMLOCAL_HOME`` when it is set (the one home of everything smlocal keeps), else in the
+    project's ``.smlocal/``."""
+    home = os.environ.get("SMLOCAL_HOME")
+    base = Path(home) if home else project_root / ".smlocal"
+    return base / "deployments" / f"{deployment_id}.json"
 
 
 @dataclass

@@ -250,7 +250,11 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="E-mail for the alarms' SNS topic.")
         ] = None,
         manifest: Annotated[
-            Path | None, typer.Option(help="Manifest file (default .smlocal/deployments/ID.json).")
+            Path | None,
+            typer.Option(
+                help="Manifest file (default $SMLOCAL_HOME/deployments/ID.json when "
+                "SMLOCAL_HOME is set, else .smlocal/deployments/ID.json in the project)."
+            ),
         ] = None,
         deployment_id: Annotated[
             str | None,
@@ -336,7 +340,11 @@ def register(app: typer.Typer) -> None:
     def cleanup(
         manifest: Annotated[Path | None, typer.Option(help="The deployment's manifest.")] = None,
         deployment_id: Annotated[
-            str | None, typer.Option(help="Find the manifest under .smlocal/deployments/.")
+            str | None,
+            typer.Option(
+                help="Find the manifest under $SMLOCAL_HOME/deployments/ when SMLOCAL_HOME "
+                "is set, else under the project's .smlocal/deployments/."
+            ),
         ] = None,
         keep_artifacts: Annotated[
             bool, typer.Option("--keep-artifacts", help="Keep the S3 model and the ECR image.")

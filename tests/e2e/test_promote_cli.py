@@ -142,7 +142,7 @@ def test_promote_describe_cleanup(
     )  # fmt: skip
 
     assert promoted.returncode == 0, promoted.stderr
-    manifest_path = tmp_path / ".smlocal" / "deployments" / "iris-prod-1.json"
+    manifest_path = Path(env["SMLOCAL_HOME"]) / "deployments" / "iris-prod-1.json"
     manifest = json.loads(manifest_path.read_text())
     assert manifest["status"] == "complete" and manifest["skip_gate"] is False
     assert {r["kind"] for r in manifest["resources"] if r["created"]} == {
@@ -353,7 +353,7 @@ def test_promote_rehearses_create_and_update_on_the_local_service(
         described = local.describe_endpoint(EndpointName="iris-rehearsal")
         assert described["EndpointStatus"] == "InService"
         manifest = json.loads(
-            (tmp_path / ".smlocal" / "deployments" / "iris-rehearsal-2.json").read_text()
+            (Path(env["SMLOCAL_HOME"]) / "deployments" / "iris-rehearsal-2.json").read_text()
         )
         config = next(r for r in manifest["resources"] if r["kind"] == "sagemaker-endpoint-config")
         assert described["EndpointConfigName"] == config["id"]

@@ -76,3 +76,15 @@ def test_unknown_kind_is_a_bug(tmp_path: Path) -> None:
 def test_missing_manifest_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no manifest at"):
         Manifest.load(tmp_path / "nope.json")
+
+
+def test_default_path_honours_smlocal_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from smlocal.promote.manifest import default_manifest_path
+
+    project = tmp_path / "project"
+    monkeypatch.setenv("SMLOCAL_HOME", str(tmp_path / "home"))
+    assert default_manifest_path(project, "d-1") == tmp_path / "home" / "deployments" / "d-1.json"
+    monkeypatch.delenv("SMLOCAL_HOME")
+    assert (
+        default_manifest_path(project, "d-1") == project / ".smlocal" / "deployments" / "d-1.json"
+    )
