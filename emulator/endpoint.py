@@ -39,6 +39,7 @@ from smlocal.emulator.backend import (
     ContainerRun,
     RunningContainer,
 )
+from smlocal.emulator.capture_writer import CaptureWriter
 from smlocal.emulator.errors import EndpointFailedError
 from smlocal.emulator.healing import Healing
 from smlocal.emulator.health import (
@@ -88,6 +89,9 @@ class Endpoint(Adopting, Healing):
         self._unwatch: Callable[[], None] | None = None
         self.created_at = time.time()
         self.in_service_at: float | None = None
+        # DataCaptureConfig: written off the request path, flushed when the fleet stops.
+        capture = spec.capture
+        self.capture = CaptureWriter(capture, spec.name) if capture and capture.enabled else None
 
     # ---- lifecycle -------------------------------------------------------------------
     @property
@@ -168,6 +172,8 @@ class Endpoint(Adopting, Healing):
             task.cancel()
         await asyncio.gather(*self._replacing, return_exceptions=True)
         await self._stop_all()
+        if self.capture is not None:  # after the last request ended: nothing captured is lost
+            await asyncio.shield(asyncio.to_thread(self.capture.close))
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -185,6 +185,10 @@ class RuntimeApi:
             "x-amzn-requestid": request_id,
         }
         await _send(send, 200, answer_headers, result.body)
+        if endpoint.capture is not None:  # DataCaptureConfig: buffered, written off this path
+            endpoint.capture.offer_answer(
+                result.variant, headers, body, result.content_type, result.body
+            )
 
     async def invoke_stream(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         """InvokeEndpointWithResponseStream: container chunks out as PayloadPart events."""
@@ -213,14 +217,22 @@ class RuntimeApi:
                 }
                 raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in start_headers.items()]
                 await send({"type": "http.response.start", "status": 200, "headers": raw})
+                kept = endpoint.capture and endpoint.capture.stream(
+                    answer.variant, headers, body, answer.content_type
+                )
                 try:
                     async for chunk in answer.chunks:
+                        if kept:
+                            kept.add(chunk)
                         event = payload_part(chunk)
                         await send({"type": "http.response.body", "body": event, "more_body": True})
                 except StreamInterrupted as broken:
+                    kept = None
                     failure = exception_message("ModelStreamError", str(broken), broken.error_code)
                     await send({"type": "http.response.body", "body": failure, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if kept:
+                    kept.finish()
         except AwsError as error:
             await _send(send, error.status, error.headers(request_id), error.body())
         except ClientDisconnected:
@@ -266,7 +278,10 @@ class RuntimeApi:
             )
 
     async def metrics(self, _: Request) -> Response:
-        text = "".join(e.metrics.prometheus() for e in self.endpoints.values())
+        text = "".join(
+            e.metrics.prometheus() + (e.capture.prometheus() if e.capture else "")
+            for e in self.endpoints.values()
+        )
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     async def status(self, _: Request) -> Response:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from smlocal.emulator.capture import CaptureSpec
 from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.instance_types import InstanceType, lookup_instance_type
 from smlocal.emulator.multi_model_config import MultiModelSpec
@@ -103,6 +104,8 @@ class EndpointSpec(BaseModel):
     invocation_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     # AsyncInferenceConfig: requests queue, so a variant may be scaled to zero instances.
     asynchronous: bool = False
+    # DataCaptureConfig: requests and answers recorded as SageMaker's capture files.
+    capture: CaptureSpec | None = None
 
     @model_validator(mode="after")
     def _variants_consistent(self) -> EndpointSpec:

@@ -153,9 +153,16 @@ def deploy_requests(
             production["ContainerStartupHealthCheckTimeoutInSeconds"] = int(spec.startup_timeout_s)
         variants.append(production)
     config_name = _unique(spec.name, suffix)
+    config: dict[str, Any] = {
+        "EndpointConfigName": config_name,
+        "ProductionVariants": variants,
+        "Tags": tags,
+    }
+    if spec.capture is not None:  # `smlocal serve --capture`
+        config["DataCaptureConfig"] = spec.capture.as_aws()
     return DeployRequests(
         models=models,
-        config={"EndpointConfigName": config_name, "ProductionVariants": variants, "Tags": tags},
+        config=config,
         endpoint={
             "EndpointName": spec.name,
             "EndpointConfigName": config_name,

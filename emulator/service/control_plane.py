@@ -48,7 +48,13 @@ OPERATIONS: Mapping[str, str] = {
     "AddTags": "add_tags",
     "ListTags": "list_tags",
     "DeleteTags": "delete_tags",
+    # Batch transform: TransformJobs' methods (emulator/service/transform_jobs.py).
+    "CreateTransformJob": "create_transform_job",
+    "DescribeTransformJob": "describe_transform_job",
+    "StopTransformJob": "stop_transform_job",
+    "ListTransformJobs": "list_transform_jobs",
 }
+_TRANSFORM_OPERATIONS = frozenset(op for op in OPERATIONS if "TransformJob" in op)
 _TARGET_PREFIX = "SageMaker."
 # Control-plane requests are small; SageMaker's own limit on a request body is far below this.
 _MAX_BODY = 4 * 1024 * 1024
@@ -63,8 +69,9 @@ def is_control_plane(scope: Scope) -> bool:
 
 
 class ControlPlane:
-    def __init__(self, hosting: HostingService) -> None:
+    def __init__(self, hosting: HostingService, transforms: object | None = None) -> None:
         self.hosting = hosting
+        self.transforms = transforms
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(uuid.uuid4())
@@ -99,7 +106,8 @@ class ControlPlane:
         # Members the model does not have are ignored, not stored and echoed back.
         known = input_members(operation)
         params = {key: value for key, value in params.items() if key in known}
-        handler: Handler = getattr(self.hosting, OPERATIONS[operation])
+        owner = self.transforms if operation in _TRANSFORM_OPERATIONS else self.hosting
+        handler: Handler = getattr(owner, OPERATIONS[operation])
         result = await handler(params)
         return json.dumps(result, separators=(",", ":")).encode()
 

@@ -36,6 +36,7 @@ from smlocal.emulator.errors import SmlocalError
 from smlocal.emulator.multi_model import MultiModelEndpoint, is_multi_model
 from smlocal.emulator.placement import placement_warnings
 from smlocal.emulator.serverless import ServerlessEndpoint, is_serverless
+from smlocal.emulator.service.capture_rules import capture_summary
 from smlocal.emulator.service.catalog import Catalog, Params, public
 from smlocal.emulator.service.inference_types import check_type_change
 from smlocal.emulator.service.multi_model_rules import check_multi_model_image
@@ -125,6 +126,9 @@ class HostingService(Catalog):
         answer = public(record)
         if live is not None:
             answer["ProductionVariants"] = self._variants(live, specified)
+        capture = capture_summary((record.get(_DEPLOYED) or {}).get("spec"))
+        if capture is not None:
+            answer["DataCaptureConfig"] = capture
         return answer
 
     async def update_endpoint(self, p: Params) -> Params:

@@ -35,6 +35,7 @@ from typing import IO
 
 import uvicorn
 
+from smlocal.emulator.asgi_errors import AwsShaped
 from smlocal.emulator.aws_errors import load_error_table
 from smlocal.emulator.backend import LABEL_SESSION, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import LogSink, MonitorSettings
@@ -47,6 +48,7 @@ from smlocal.emulator.service.control_plane import ControlPlane, is_control_plan
 from smlocal.emulator.service.hosting import HostingService
 from smlocal.emulator.service.origin_guard import refusal, refuse
 from smlocal.emulator.service.store import Store
+from smlocal.emulator.service.transform_jobs import TransformJobs
 from smlocal.emulator.state import StateDir, process_alive
 
 __all__ = [
@@ -251,9 +253,19 @@ async def run_service(
         invocation_timeout_s=invocation_timeout_s,
     )
     asynchronous = AsyncInference(store, hosting.endpoints, _service_dir(state) / "async.db")
+    transforms = TransformJobs(
+        store,
+        backend,
+        cache_dir=state.cache,
+        work_dir=_service_dir(state) / "transform",
+        log_dir=state.root / "logs" / "transform-jobs",
+        settings=settings,
+        session_id=service_id,
+        resolve_image=hosting._resolve_image,
+    )
     hosting.observers.append(asynchronous.on_endpoint_event)
     runtime = AsyncRouting(RuntimeApi(hosting.endpoints), asynchronous)
-    app = ServiceApp(ControlPlane(hosting), runtime)
+    app = AwsShaped(ServiceApp(ControlPlane(hosting, transforms), runtime))
     server = QuietServer(
         uvicorn.Config(
             app,
@@ -271,13 +283,15 @@ async def run_service(
         while not server.started and not server_task.done():
             await asyncio.sleep(0.01)
         record_path.write_text(json.dumps(asdict(ServiceRecord(os.getpid(), url, time.time()))))
-        await hosting.recover(leftovers, logs.last_written)
+        await hosting.recover(leftovers, logs.last_written)  # sweeps transform containers too
+        await transforms.recover()
         asynchronous.start()
         if on_ready is not None:
             on_ready(url)
         await stop.wait()
     finally:
         await asynchronous.close()
+        await transforms.close()
         await hosting.close()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

@@ -22,6 +22,7 @@ from typing import Any
 
 from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.service.capture_rules import capture_spec
 from smlocal.emulator.service.multi_model_rules import (
     check_multi_model_config,
     multi_model_fields,
@@ -128,6 +129,7 @@ def endpoint_spec(
             variants=variants,
             startup_timeout_s=startup,
             asynchronous=bool(config.get("AsyncInferenceConfig")),
+            capture=capture_spec(config),
         )
     except ConfigError as error:
         raise AwsError("ValidationException", str(error)) from None

@@ -37,8 +37,9 @@ Documented choices (AWS's public samples where found, else ours):
   bytes as ``Value at 'primaryContainer.environment' failed to satisfy constraint: Member
   must have a combined length of all keys and values less than or equal to 32768 bytes`` (at
   ``containers`` when several maps add up to it). Both wordings are ours (no AWS sample found).
-* smlocal's one extension: a model location (``ModelDataUrl``, ``S3Uri``) may be a local path
-  (``/path/model.tar.gz``, ``./dir``, ``file://...``), which AWS's pattern refuses.
+* smlocal's one extension: a model location (``ModelDataUrl``, ``S3Uri``) or a capture
+  destination (``DestinationS3Uri``) may be a local path (``/path/model.tar.gz``, ``./dir``,
+  ``file://...``), which AWS's pattern refuses.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ log = logging.getLogger(__name__)
 
 _Rule = tuple[str, Callable[[Any], bool] | None]  # (AWS's phrase, check; None = unenforceable)
 
-_LOCAL_PATH_MEMBERS = frozenset({"ModelDataUrl", "S3Uri"})
+# DestinationS3Uri: DataCaptureConfig may name a local directory (smlocal's extension).
+_LOCAL_PATH_MEMBERS = frozenset({"ModelDataUrl", "S3Uri", "DestinationS3Uri"})
 _FLOATS = frozenset({"float", "double"})
 _JAVA_TYPE = {"timestamp": "Date", "blob": "ByteBuffer"}  # else the capitalised type name
 # Java's POSIX classes (US-ASCII) as character-class bodies.

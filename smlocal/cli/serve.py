@@ -170,6 +170,24 @@ def serve(
             help="Serverless MaxConcurrency (1-200; default 5); needs --serverless-memory."
         ),
     ] = None,
+    capture: Annotated[
+        str | None,
+        typer.Option(
+            "--capture",
+            help="Record requests and answers as SageMaker's data capture (DataCaptureConfig) "
+            "to s3://bucket/prefix or a local directory: JSONL files under "
+            "ENDPOINT/VARIANT/yyyy/mm/dd/hh/, text/csv as CSV, application/json as JSON, "
+            "other types base64. Written within seconds; all of it when serve stops.",
+        ),
+    ] = None,
+    sampling: Annotated[
+        int | None,
+        typer.Option(min=0, max=100, help="Percent of requests --capture records (default 100)."),
+    ] = None,
+    capture_mode: Annotated[
+        str | None,
+        typer.Option(help="What --capture records: Input, Output or InputAndOutput (default)."),
+    ] = None,
     port: Annotated[
         int,
         typer.Option(
@@ -261,6 +279,8 @@ def serve(
         )
         if serverless_memory is not None or max_concurrency is not None:
             spec = _serverless(spec, serverless_memory, max_concurrency)
+        if capture is not None or sampling is not None or capture_mode is not None:
+            spec = _with_capture(spec, capture, sampling, capture_mode)
         from smlocal.emulator.service.client import check_models
         from smlocal.emulator.service.quick_serve import ServiceSettings, check_images
 
@@ -376,6 +396,40 @@ def _serverless(spec: EndpointSpec, memory: int | None, concurrency: int | None)
     serverless = {"memory_mb": memory, "max_concurrency": 5 if concurrency is None else concurrency}
     variants = [{**v.model_dump(), "serverless": serverless} for v in spec.variants]
     return build_spec(**{**spec.model_dump(), "variants": variants})
+
+
+def _with_capture(
+    spec: EndpointSpec, destination: str | None, sampling: int | None, mode: str | None
+) -> EndpointSpec:
+    """``spec`` with data capture (``--capture``/``--sampling``/``--capture-mode``)."""
+    from smlocal.emulator.capture import CAPTURE_MODES, CaptureSpec, parse_destination
+
+    if destination is None:
+        flag = "--sampling" if sampling is not None else "--capture-mode"
+        raise ConfigError(f"{flag}: only with --capture DIR_OR_S3")
+    modes = {m.lower(): m for m in CAPTURE_MODES}
+    chosen = modes.get((mode or "InputAndOutput").lower())
+    if chosen is None:
+        raise ConfigError(f"--capture-mode: {mode!r} is not one of {', '.join(CAPTURE_MODES)}")
+    try:
+        where = parse_destination(destination)
+    except ValueError as error:
+        raise ConfigError(f"--capture: {error}") from None
+    if where.bucket is None:  # the service may run elsewhere in the file system: absolute
+        folder = Path(where.prefix).expanduser().resolve()
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--capture: {folder} is not a directory")
+        destination = str(folder)
+    capture = CaptureSpec(
+        sampling_percentage=100 if sampling is None else sampling,
+        destination=destination,
+        capture_input=CAPTURE_MODES[chosen][0],
+        capture_output=CAPTURE_MODES[chosen][1],
+        # The SageMaker Python SDK's DataCaptureConfig defaults.
+        csv_types=("text/csv",),
+        json_types=("application/json",),
+    )
+    return spec.model_copy(update={"capture": capture})
 
 
 def _serve_spec(

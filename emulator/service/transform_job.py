@@ -1,0 +1,486 @@
+"""One batch transform job, run: the model's containers, the requests, the output objects.
+
+Owns what happens between ``InProgress`` and ``Completed``/``Failed`` (reference §F.2):
+
+* The model's container starts as an endpoint's would (the core's :class:`Endpoint`: labels,
+  the instance type's CPU and memory, the model read-only, /ping gating, health checks), one
+  per ``InstanceCount``, with the model's and the job's ``Environment`` plus
+  ``SAGEMAKER_BATCH=true`` and — only those the job sets, as AWS passes them —
+  ``SAGEMAKER_MAX_PAYLOAD_IN_MB``, ``SAGEMAKER_BATCH_STRATEGY`` (``SINGLE_RECORD`` /
+  ``MULTI_RECORD``) and ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``. Its containers carry
+  ``smlocal.endpoint=transform-job/NAME`` (never an endpoint's name, so a restarted service
+  sweeps them) and ``smlocal.transform-job=NAME``.
+* What the job leaves unset comes from the container's ``GET /execution-parameters`` (its
+  ``MULTI_RECORD`` spelling and the API's ``MultiRecord`` both count), else AWS's defaults
+  (MaxPayloadInMB 6, MaxConcurrentTransforms 1) and :data:`DEFAULT_BATCH_STRATEGY`.
+* At most ``MaxConcurrentTransforms`` requests per instance are in flight, across objects;
+  each gets ``InvocationsTimeoutInSeconds`` and up to ``InvocationsMaxRetries`` retries (on a
+  timeout, a connection failure, 429 or 5xx; another 4xx is the record's fault: no retry).
+* An object's answers are assembled in input order into a spool file and uploaded as
+  ``<relative path>.out`` only once every request of the object succeeded. An object that
+  fails gets no output; the other objects go on, and the job ends Failed naming the object
+  and the container's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from smlocal.emulator.artifacts import stage_models
+from smlocal.emulator.aws_errors import AwsError
+from smlocal.emulator.backend import LABEL_ENDPOINT, ContainerBackend, ContainerRun
+from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
+from smlocal.emulator.errors import ConfigError, SmlocalError
+from smlocal.emulator.service.specs import container_of, local_image
+from smlocal.emulator.service.transform_dataproc import DataProcessing
+from smlocal.emulator.service.transform_input import (
+    MB,
+    InputObject,
+    S3Client,
+    fetch,
+    list_inputs,
+    pack,
+    records,
+    write_output,
+)
+from smlocal.emulator.spec import EndpointSpec, VariantSpec, build_spec
+
+__all__ = [
+    "DEFAULT_BATCH_STRATEGY",
+    "LABEL_TRANSFORM_JOB",
+    "BatchSettings",
+    "JobFailed",
+    "Progress",
+    "TransformRun",
+    "batch_settings",
+    "job_spec",
+]
+
+log = logging.getLogger(__name__)
+
+LABEL_TRANSFORM_JOB = "smlocal.transform-job"
+# AWS's default when neither the job nor the container says is not documented.
+DEFAULT_BATCH_STRATEGY = "SingleRecord"
+DEFAULT_MAX_PAYLOAD_MB = 6
+DEFAULT_MAX_CONCURRENT = 1
+DEFAULT_TIMEOUT_S = 600
+DEFAULT_RETRIES = 3
+_STRATEGIES = {
+    "MULTI_RECORD": "MultiRecord",
+    "SINGLE_RECORD": "SingleRecord",
+    "MultiRecord": "MultiRecord",
+    "SingleRecord": "SingleRecord",
+}
+_ENV_STRATEGY = {"MultiRecord": "MULTI_RECORD", "SingleRecord": "SINGLE_RECORD"}
+_BATCHES_PER_READ = 64
+_MAX_REASON = 1024
+_ANSWER_SNIPPET = 300
+
+
+class JobFailed(Exception):
+    """The job ends Failed with this FailureReason."""
+
+
+@dataclass
+class Progress:
+    objects_total: int = 0
+    objects_done: int = 0
+    objects_failed: int = 0
+    records_done: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "ObjectsTotal": self.objects_total,
+            "ObjectsDone": self.objects_done,
+            "ObjectsFailed": self.objects_failed,
+            "RecordsDone": self.records_done,
+        }
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    strategy: str  # SingleRecord | MultiRecord
+    max_payload_mb: int  # 0: no limit
+    concurrency: int  # per instance
+
+
+def batch_settings(job: Mapping[str, Any], offered: Mapping[str, Any]) -> BatchSettings:
+    """The job's values first, then the container's /execution-parameters, then defaults."""
+    strategy = job.get("BatchStrategy") or _STRATEGIES.get(str(offered.get("BatchStrategy")))
+    payload = job.get("MaxPayloadInMB")
+    if payload is None:
+        payload = _whole(offered.get("MaxPayloadInMB"), 0, 100)
+    concurrency = job.get("MaxConcurrentTransforms") or _whole(
+        offered.get("MaxConcurrentTransforms"), 1, 1000
+    )
+    return BatchSettings(
+        strategy=strategy or DEFAULT_BATCH_STRATEGY,
+        max_payload_mb=DEFAULT_MAX_PAYLOAD_MB if payload is None else int(payload),
+        concurrency=int(concurrency or DEFAULT_MAX_CONCURRENT),
+    )
+
+
+def _whole(value: Any, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
+
+
+def job_spec(
+    job: Mapping[str, Any], model: Mapping[str, Any], resolve_image: Callable[[str], str | None]
+) -> EndpointSpec:
+    """The containers a job runs, as the one spec the core starts (ConfigError if invalid)."""
+    container = container_of(model)
+    if not container.get("Image"):
+        raise ConfigError(f"Model {model.get('ModelName')} has no container Image")
+    env = {**(container.get("Environment") or {}), **(job.get("Environment") or {})}
+    env["SAGEMAKER_BATCH"] = "true"
+    if job.get("MaxPayloadInMB") is not None:
+        env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(job["MaxPayloadInMB"])
+    if job.get("BatchStrategy"):
+        env["SAGEMAKER_BATCH_STRATEGY"] = _ENV_STRATEGY[job["BatchStrategy"]]
+    if job.get("MaxConcurrentTransforms"):
+        env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(job["MaxConcurrentTransforms"])
+    location = container.get("ModelDataUrl") or (
+        (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
+    ).get("S3Uri")
+    resources = job["TransformResources"]
+    return build_spec(
+        name=job["TransformJobName"],
+        variants=[
+            {
+                "name": "AllTraffic",
+                "image": local_image(str(container["Image"]), resolve_image),
+                "model": str(location).removeprefix("file://") if location else None,
+                "env": env,
+                "instance_type": resources["InstanceType"],
+                "instance_count": int(resources["InstanceCount"]),
+                "network_isolation": bool(model.get("EnableNetworkIsolation", False)),
+            }
+        ],
+    )
+
+
+class TransformFleet(Endpoint):
+    """An endpoint's containers, labelled as a transform job's (never routed to by name)."""
+
+    def _container_run(self, variant: VariantSpec, index: int) -> ContainerRun:
+        run = super()._container_run(variant, index)
+        name = self.spec.name
+        return dataclasses.replace(
+            run,
+            name=f"smlocal-transform-{name}-{index}-{uuid.uuid4().hex[:6]}".lower(),
+            labels={
+                **run.labels,
+                LABEL_ENDPOINT: f"transform-job/{name}",
+                LABEL_TRANSFORM_JOB: name,
+            },
+        )
+
+
+class _ObjectFailed(Exception):
+    pass
+
+
+class TransformRun:
+    def __init__(
+        self,
+        job: Mapping[str, Any],
+        spec: EndpointSpec,
+        *,
+        backend: ContainerBackend,
+        cache_dir: Path,
+        work_dir: Path,
+        monitor: MonitorSettings,
+        session_id: str,
+        log_sink: LogSink | None,
+        s3: S3Client,
+        progress: Progress,
+        on_started: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.job = job
+        self.spec = spec
+        self.backend = backend
+        self.cache_dir = cache_dir
+        self.work_dir = work_dir
+        self.monitor = monitor
+        self.session_id = session_id
+        self.log_sink = log_sink
+        self.s3 = s3
+        self.progress = progress
+        self.on_started = on_started
+        source = job["TransformInput"]
+        output = job["TransformOutput"]
+        self.split = source.get("SplitType") or "None"
+        self.compression = source.get("CompressionType") or "None"
+        self.content_type = source.get("ContentType")
+        self.accept = output.get("Accept")
+        self.assemble_line = (output.get("AssembleWith") or "None") == "Line"
+        self.output_path = output["S3OutputPath"]
+        self.processing = DataProcessing.compile(
+            job.get("DataProcessing"), self.content_type, self.accept
+        )
+        client = job.get("ModelClientConfig") or {}
+        self.timeout_s = float(client.get("InvocationsTimeoutInSeconds") or DEFAULT_TIMEOUT_S)
+        retries = client.get("InvocationsMaxRetries")
+        self.retries = DEFAULT_RETRIES if retries is None else int(retries)
+        self.fleet: TransformFleet | None = None
+        self.failures: list[tuple[str, str]] = []
+        self.settings = batch_settings(job, {})
+        self._slots = asyncio.Semaphore(1)
+
+    async def run(self) -> None:
+        """Run the job to its end; JobFailed(reason) when it does not complete."""
+        self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            await self._run()
+        finally:
+            if self.fleet is not None:
+                await asyncio.shield(self.fleet.stop())
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, self.work_dir, True))
+
+    async def _run(self) -> None:
+        variant = self.spec.variants[0]
+        try:
+            models = await stage_models({variant.name: variant.model}, self.cache_dir)
+        except SmlocalError as error:
+            raise JobFailed(f"ClientError: cannot stage the model: {error}") from None
+        self.fleet = TransformFleet(
+            self.spec,
+            self.backend,
+            models,
+            settings=self.monitor,
+            log_sink=self.log_sink,
+            session_id=self.session_id,
+        )
+        try:
+            await self.fleet.start()
+        except SmlocalError as error:
+            raise JobFailed(_with_logs(f"ClientError: {error}", error)) from None
+        self.on_started()
+        offered = await self._execution_parameters()
+        self.settings = batch_settings(self.job, offered)
+        log.info("transform job %s: %s (container offered %s)", self.spec.name, self.settings,
+                 offered or "nothing")  # fmt: skip
+        source = self.job["TransformInput"]["DataSource"]["S3DataSource"]
+        try:
+            objects = await asyncio.to_thread(
+                list_inputs, source["S3DataType"], source["S3Uri"], self.s3
+            )
+        except Exception as error:
+            raise JobFailed(
+                f"ClientError: cannot list the input {source['S3Uri']}: {error}"
+            ) from None
+        self.progress.objects_total = len(objects)
+        slots = self.settings.concurrency * self.spec.variants[0].instance_count
+        self._slots = asyncio.Semaphore(slots)
+        gate = asyncio.Semaphore(slots)
+
+        async def one(index: int, item: InputObject) -> None:
+            async with gate:
+                await self._object(index, item)
+
+        await asyncio.gather(*(one(i, item) for i, item in enumerate(objects)))
+        if self.failures:
+            location, reason = self.failures[0]
+            others = len(self.failures) - 1
+            more = f" (and {others} other object(s))" if others else ""
+            raise JobFailed(
+                _cap(
+                    f"ClientError: the transform of {location} failed{more}; no output was "
+                    f"written for it: {reason}"
+                )
+            )
+
+    async def _execution_parameters(self) -> dict[str, Any]:
+        assert self.fleet is not None
+        instance = self.fleet.choose()
+        try:
+            async with self.fleet.http.get(
+                instance.url("/execution-parameters"), timeout=aiohttp.ClientTimeout(total=5)
+            ) as response:
+                if response.status != 200:
+                    return {}
+                text = (await response.read()).decode("utf-8", errors="replace")
+        except (TimeoutError, aiohttp.ClientError):
+            return {}
+        # AWS's own example answer has typographic quotes; take them as plain ones.
+        text = text.replace("\u201c", '"').replace("\u201d", '"')
+        try:
+            offered = json.loads(text)
+        except ValueError:
+            log.warning("transform job %s: /execution-parameters is no JSON: %.200s",
+                        self.spec.name, text)  # fmt: skip
+            return {}
+        return offered if isinstance(offered, dict) else {}
+
+    # ---- one object ----------------------------------------------------------------------
+    async def _object(self, index: int, item: InputObject) -> None:
+        spool = self.work_dir / f"output-{index}"
+        try:
+            local = await asyncio.to_thread(fetch, item, self.work_dir / f"input-{index}", self.s3)
+            count = await self._requests(local, spool)
+            location = await asyncio.to_thread(
+                write_output, spool, self.output_path, item.relative, self.accept, self.s3
+            )
+        except _ObjectFailed as failure:
+            self._failed(item, str(failure))
+            return
+        except (OSError, ValueError) as error:
+            self._failed(item, f"{error.__class__.__name__}: {error}")
+            return
+        except Exception as error:
+            if not _is_aws(error):
+                raise
+            self._failed(item, f"{error.__class__.__name__}: {error}")
+            return
+        finally:
+            for path in (spool, self.work_dir / f"input-{index}"):
+                path.unlink(missing_ok=True)
+        self.progress.objects_done += 1
+        log.info("transform job %s: %s -> %s (%d records)", self.spec.name, item.location,
+                 location, count)  # fmt: skip
+
+    def _failed(self, item: InputObject, reason: str) -> None:
+        log.error("transform job %s: %s failed: %s", self.spec.name, item.location, reason)
+        self.failures.append((item.location, reason))
+        self.progress.objects_failed += 1
+
+    async def _requests(self, local: Path, spool: Path) -> int:
+        multi = self.settings.strategy == "MultiRecord" and self.split != "None"
+        limit = self.settings.max_payload_mb * MB or None
+        prepare = self.processing.request_record
+        if self.split == "None" and not self.processing.active:
+            prepare = _as_is  # a whole object (binary too) goes as it is, line end and all
+        batches = pack(
+            ((raw, prepare(raw)) for raw in records(local, self.split, self.compression)),
+            multi,
+            limit,
+        )
+        pending: collections.deque[asyncio.Task[tuple[int, bytes]]] = collections.deque()
+        written = 0
+        with spool.open("wb") as out:
+            try:
+                while True:
+                    try:
+                        chunk = await asyncio.to_thread(_take, batches, _BATCHES_PER_READ)
+                    except (ValueError, UnicodeDecodeError) as error:
+                        raise _ObjectFailed(str(error)) from None
+                    if not chunk:
+                        break
+                    for batch, body in chunk:
+                        await self._slots.acquire()
+                        task = asyncio.create_task(self._request(batch, body))
+                        # Released however the request ends, cancelled before it ran included.
+                        task.add_done_callback(lambda _: self._slots.release())
+                        pending.append(task)
+                        while pending and pending[0].done():
+                            written += self._write(out, pending.popleft().result())
+                while pending:
+                    written += self._write(out, await pending.popleft())
+            except BaseException:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                raise
+            finally:
+                batches.close()
+        return written
+
+    def _write(self, out: Any, result: tuple[int, bytes]) -> int:
+        count, data = result
+        out.write(data)
+        self.progress.records_done += count
+        return count
+
+    async def _request(self, batch: list[bytes], body: bytes) -> tuple[int, bytes]:
+        answer, answer_type = await self._invoke(body)
+        if not self.processing.active:
+            if self.assemble_line and not answer.endswith(b"\n"):
+                answer += b"\n"
+            return len(batch), answer
+        try:
+            written = self.processing.output_records(batch, answer, answer_type)
+        except ValueError as error:
+            raise _ObjectFailed(f"{error}; the container answered: {_snippet(answer)}") from None
+        end = b"\n" if self.assemble_line else b""
+        return len(batch), b"".join(record + end for record in written)
+
+    async def _invoke(self, body: bytes) -> tuple[bytes, str | None]:
+        assert self.fleet is not None
+        headers = {"Content-Type": self.content_type or "application/octet-stream"}
+        if self.accept:
+            headers["Accept"] = self.accept
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(min(0.2 * attempt, 2.0))
+            try:
+                instance = self.fleet.choose()
+                async with self.fleet.http.post(
+                    instance.url("/invocations"), data=body, headers=headers, timeout=timeout
+                ) as response:
+                    payload = await response.read()
+                    if response.status < 300:
+                        return payload, response.headers.get("Content-Type")
+                    last = f"the container answered {response.status}: {_snippet(payload)}"
+                    if 400 <= response.status < 500 and response.status != 429:
+                        break  # the record's fault: another try gets the same answer
+            except TimeoutError:
+                last = f"no answer within InvocationsTimeoutInSeconds ({self.timeout_s:g} s)"
+            except aiohttp.ClientError as error:
+                last = f"connection to the container failed: {error.__class__.__name__}"
+            except AwsError as error:  # no healthy instance right now
+                last = error.message
+        tries = f"after {attempt + 1} attempt(s)" if attempt else "on the first attempt"
+        raise _ObjectFailed(f"{last} ({tries})")
+
+
+def _as_is(raw: bytes) -> bytes:
+    return raw
+
+
+def _take(batches: Iterator[tuple[list[bytes], bytes]], count: int) -> list[Any]:
+    chunk = []
+    for item in batches:
+        chunk.append(item)
+        if len(chunk) >= count:
+            break
+    return chunk
+
+
+def _is_aws(error: Exception) -> bool:
+    module = error.__class__.__module__.split(".")[0]
+    return module in ("botocore", "boto3", "s3transfer")
+
+
+def _snippet(payload: bytes) -> str:
+    text = payload.decode("utf-8", errors="replace").strip()
+    return text if len(text) <= _ANSWER_SNIPPET else text[:_ANSWER_SNIPPET] + "..."
+
+
+def _with_logs(reason: str, error: SmlocalError) -> str:
+    logs = str(getattr(error, "logs", "") or "").strip()
+    if logs:
+        tail = "\n".join(logs.splitlines()[-10:])
+        reason = f"{reason}\nlast container log lines:\n{tail}"
+    return _cap(reason)
+
+
+def _cap(reason: str) -> str:
+    if len(reason) <= _MAX_REASON:
+        return reason
+    return reason[: _MAX_REASON - 3] + "..."
