@@ -194,7 +194,7 @@ print(f"check-wheel: imported {len(names) - len(skip)} modules (+ {len(skip)} on
       f" {len(specs)} specs")
 PY
 run "$venv/python" -c "import smlocal.loadtests.locustfile"
-for bare in emulator contracts loadtests promote; do
+for bare in emulator contracts loadtests promote monitor; do
   "$venv/python" -c "
 import sys
 try:
@@ -206,6 +206,6 @@ except ImportError as e:
 sys.exit(f'check-wheel: import $bare works: {$bare.__file__}')
 " || die "the bare name '$bare' is importable from the installed wheel"
 done
-say "import emulator / contracts / loadtests / promote: ModuleNotFoundError, as they should"
+say "import emulator / contracts / loadtests / promote / monitor: ModuleNotFoundError, as they should"
 lap
 say "passed (the checks in the venv: $lap_s)"

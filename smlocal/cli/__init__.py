@@ -1,17 +1,17 @@
 """The ``smlocal`` command line: parses, delegates, prints. Nothing else lives here.
 
 One typer app; each capability registers its commands from its own module
-(``service``, ``serve``, ``endpoints``, ``contract``, ``loadtest``, ``promote``), and every command
-prints through ``output``, whose exit code table (:class:`~smlocal.emulator.errors.ExitCode`)
-holds for all of them. Commands import their package when they run, so ``smlocal --help``
-stays fast.
+(``service``, ``serve``, ``endpoints``, ``contract``, ``loadtest``, ``promote``, ``monitor``),
+and every command prints through ``output``, whose exit code table
+(:class:`~smlocal.emulator.errors.ExitCode`) holds for all of them. Commands import their
+package when they run, so ``smlocal --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import typer
 
-from smlocal.cli import contract, endpoints, loadtest, promote, serve, service
+from smlocal.cli import contract, endpoints, loadtest, monitor, promote, serve, service
 
 __all__ = ["app", "main"]
 
@@ -31,7 +31,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-for _capability in (service, serve, endpoints, contract, loadtest, promote):
+for _capability in (service, serve, endpoints, contract, loadtest, promote, monitor):
     _capability.register(app)
 
 
