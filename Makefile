@@ -12,8 +12,10 @@ SKLEARN_MODEL := containers/sklearn/build/model.tar.gz
 SKLEARN_IMAGE := smlocal/sklearn-iris:latest
 TRANSFORMERS_MODEL := containers/transformers/build/model.tar.gz
 TRANSFORMERS_IMAGE := smlocal/transformers-text:latest
+MME_MODELS := containers/multi-model/build/models/logistic.tar.gz
+MME_IMAGE := smlocal/multi-model-iris:latest
 
-.PHONY: help demo test wheel-check venv sdk-venv sdk3-venv docker base-image sklearn-image transformers-image fixtures registry lint unit
+.PHONY: help demo test wheel-check venv sdk-venv sdk3-venv docker base-image sklearn-image transformers-image multi-model-image fixtures registry lint unit
 
 help: ## this list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,7 +23,7 @@ help: ## this list
 demo: venv docker sklearn-image ## train, build, serve and invoke the reference sklearn container
 	$(BIN)/python scripts/demo.py
 
-test: venv sdk-venv sdk3-venv docker sklearn-image transformers-image fixtures registry ## lint, type-check and run every test (Docker ones included)
+test: venv sdk-venv sdk3-venv docker sklearn-image transformers-image multi-model-image fixtures registry ## lint, type-check and run every test (Docker ones included)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory wheel-check
 	$(BIN)/pytest -q
@@ -77,6 +79,12 @@ $(TRANSFORMERS_MODEL): venv containers/transformers/train.py
 
 transformers-image: base-image $(TRANSFORMERS_MODEL) ## the reference image smlocal/transformers-text:latest
 	@bash scripts/build-image.sh containers/transformers $(TRANSFORMERS_IMAGE)
+
+$(MME_MODELS): venv containers/multi-model/train.py
+	$(BIN)/python containers/multi-model/train.py --out $(dir $(MME_MODELS))
+
+multi-model-image: base-image $(MME_MODELS) ## the multi-model reference image smlocal/multi-model-iris:latest and its models
+	@bash scripts/build-image.sh containers/multi-model $(MME_IMAGE)
 
 registry: ## a local image registry on 127.0.0.1:5055 (Debian's docker-registry), push target for promote tests
 	@bash scripts/ensure-registry.sh
