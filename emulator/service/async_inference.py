@@ -55,6 +55,7 @@ from typing import Any
 import aiohttp
 
 from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, validation_error
+from smlocal.emulator.capture_writer import INFERENCE_ID_HEADER
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus, Instance
 from smlocal.emulator.request_rules import invoke_rules
 from smlocal.emulator.service.async_metrics import VariantCounters, render
@@ -411,6 +412,9 @@ class AsyncInference:
                 "information.",
             )
         counters.processed += 1
+        if endpoint.capture is not None:  # DataCaptureConfig: asynchronous requests too
+            headers = {**request.headers, INFERENCE_ID_HEADER: request.inference_id}
+            endpoint.capture.offer_answer(instance.variant, headers, body, content_type, payload)
         return _Outcome(True, payload, content_type)
 
     async def _deliver(

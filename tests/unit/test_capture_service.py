@@ -234,6 +234,43 @@ def test_s3_capture_lands_under_the_documented_keys(
     assert sorted(r["captureData"]["endpointInput"]["data"] for r in lines) == ["0,1", "1,1", "2,1"]
 
 
+def test_asynchronous_requests_are_captured_with_their_inference_id(
+    backend: FakeBackend, home: StateDir, moto: Any, tmp_path: Path
+) -> None:
+    moto.put_object(Bucket="captures", Key="in/row.csv", Body=b"7,8")
+    with service_in_background(backend, state=home, settings=FAST) as url:
+        clients = Clients(url)
+        clients.sm.create_model(ModelName="m", PrimaryContainer={"Image": "echo:1"})
+        clients.sm.create_endpoint_config(
+            EndpointConfigName="ep-c",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "m",
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1,
+                }
+            ],
+            AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://captures/out"}},
+            DataCaptureConfig=_capture(str(tmp_path / "a")),
+        )
+        clients.sm.create_endpoint(EndpointName="ep", EndpointConfigName="ep-c")
+        clients.sm.get_waiter("endpoint_in_service").wait(EndpointName="ep", WaiterConfig=WAIT)
+        answer = clients.rt.invoke_endpoint_async(
+            EndpointName="ep", InputLocation="s3://captures/in/row.csv", ContentType="text/csv"
+        )
+        bucket, _, key = answer["OutputLocation"].removeprefix("s3://").partition("/")
+        deadline = time.monotonic() + 60
+        while "Contents" not in moto.list_objects_v2(Bucket=bucket, Prefix=key):
+            assert time.monotonic() < deadline, "no async output"
+            time.sleep(0.1)
+        _delete(clients)
+    [(_, record)] = _records(tmp_path / "a")
+    assert record["captureData"]["endpointInput"]["data"] == "7,8"
+    assert record["captureData"]["endpointOutput"]["data"] == "7,8"
+    assert record["eventMetadata"]["inferenceId"] == answer["InferenceId"]
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
