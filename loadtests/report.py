@@ -106,37 +106,52 @@ def write_summary(
 def plot_steps(
     steps: Sequence[StepStats], path: Path, *, bound_ms: float | None, best: StepStats | None
 ) -> Path:
-    """PNG of p50/p95/p99 latency (left axis) and Requests/s (right axis) against users."""
+    """PNG of each step, in the order run: Requests/s as bars (right axis), p50/p95/p99
+    latency as lines (left axis), the p95 bound, and the MAX_RPS step marked and named in the
+    title. Steps sit side by side, labelled by their user count (a repeated step says so), so
+    one step or two at the same count read as plainly as eight."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: the plot is a file
     from matplotlib import pyplot as plt
 
-    users = [s.users for s in steps]
-    figure, latency_axis = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for label, values in (
-        ("p50", [s.p50_ms for s in steps]),
-        ("p95", [s.p95_ms for s in steps]),
-        ("p99", [s.p99_ms for s in steps]),
-    ):
-        latency_axis.plot(users, [v if v is not None else float("nan") for v in values],
-                          marker="o", label=f"{label} ms")  # fmt: skip
-    if bound_ms is not None:
-        latency_axis.axhline(bound_ms, color="grey", linestyle="--", label="p95 bound")
-    latency_axis.set_xlabel("users")
-    latency_axis.set_ylabel("latency (ms)")
-    if len(users) > 1:
-        latency_axis.set_xscale("log", base=2)
-    rps_axis = latency_axis.twinx()
-    rps_axis.plot(users, [s.rps for s in steps], color="black", marker="s", label="requests/s")
+    positions = list(range(len(steps)))
+    labels = [
+        f"{s.users}" + (" (again)" if i and steps[i - 1].users == s.users else "")
+        for i, s in enumerate(steps)
+    ]
+    figure, rps_axis = plt.subplots(figsize=(8, 4.8), dpi=100)
+    bars = rps_axis.bar(positions, [s.rps for s in steps], width=0.5, color="#c9d6e8",
+                        label="requests/s")  # fmt: skip
+    if best is not None and best in steps:
+        bars[steps.index(best)].set_color("#7fa6d9")
     rps_axis.set_ylabel("requests/s")
+    rps_axis.set_xticks(positions, labels)
+    rps_axis.set_xlim(-0.6, len(steps) - 0.4)
+    rps_axis.set_xlabel("users in the step (in the order run)")
+    latency_axis = rps_axis.twinx()
+    for label, values, style in (
+        ("p50 ms", [s.p50_ms for s in steps], ":"),
+        ("p95 ms", [s.p95_ms for s in steps], "-"),
+        ("p99 ms", [s.p99_ms for s in steps], "--"),
+    ):
+        latency_axis.plot(positions, [v if v is not None else float("nan") for v in values],
+                          linestyle=style, marker="o", label=label)  # fmt: skip
+    if bound_ms is not None:
+        latency_axis.axhline(bound_ms, color="red", linestyle="-.", linewidth=1,
+                             label=f"p95 bound {bound_ms:g} ms")  # fmt: skip
+    latency_axis.set_ylabel("latency (ms)")
+    latency_axis.set_ylim(bottom=0)
+    rps_axis.set_ylim(bottom=0)
+    title = "latency and throughput per step (Locust statistics)"
     if best is not None:
-        rps_axis.annotate(f"MAX_RPS {best.rps:.1f}", (best.users, best.rps),
-                          textcoords="offset points", xytext=(5, 5))  # fmt: skip
-    handles = latency_axis.get_legend_handles_labels()[0] + rps_axis.get_legend_handles_labels()[0]
-    latency_axis.legend(handles=handles, loc="upper left", fontsize="small")
-    latency_axis.set_title("latency and throughput against users (Locust statistics)")
-    figure.tight_layout()
+        who = f"{best.users} user" + ("s" if best.users != 1 else "")
+        title += f"\nMAX_RPS {best.rps:.1f} requests/s at {who} (dark bar)"
+    rps_axis.set_title(title, fontsize="medium")
+    handles = rps_axis.get_legend_handles_labels()[0] + latency_axis.get_legend_handles_labels()[0]
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize="small",
+                  frameon=False)  # fmt: skip
+    figure.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below the axes
     figure.savefig(path)
     plt.close(figure)
     return path

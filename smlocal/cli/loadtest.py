@@ -144,7 +144,11 @@ def register(app: typer.Typer) -> None:
             typer.Option("--find-max", help="Step users up until p95 or errors break the bound."),
         ] = False,
         latency_slo: Annotated[
-            float | None, typer.Option(help="p95 bound in ms (default: 2x the unloaded p95).")
+            float | None,
+            typer.Option(
+                help="p95 bound in ms (default: 2x the one-user p95, and at least 10 ms "
+                "above it). A step over the bound runs once more before it ends the search."
+            ),
         ] = None,
         step_seconds: Annotated[float, typer.Option(min=2, help="Seconds per step.")] = 10,
         max_steps: Annotated[int, typer.Option(min=1, max=20, help="Most steps.")] = 8,

@@ -64,8 +64,10 @@ def test_find_max_on_sklearn_reports_max_rps_from_locust_stats(
     assert (report / "loadtest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((report / "loadtest-summary.json").read_text())
     steps = summary["steps"]
-    assert 2 <= len(steps) <= 4
-    assert [s["users"] for s in steps] == [1, 2, 4, 8][: len(steps)]
+    users = [s["users"] for s in steps]
+    levels = sorted(set(users))
+    assert 2 <= len(levels) <= 4 and levels == [1, 2, 4, 8][: len(levels)]
+    assert users == sorted(users) and all(users.count(u) <= 2 for u in levels)  # one repeat
     for step in steps:  # every figure is Locust's own
         row = aggregated(report / step["stats_csv"])
         assert step["requests"] == int(row["Request Count"])
@@ -82,7 +84,8 @@ def test_find_max_on_sklearn_reports_max_rps_from_locust_stats(
             if s["failures"] == 0 and s["p95_ms"] <= summary["find_max"]["latency_bound_ms"]
         )
     )
-    assert summary["find_max"]["latency_bound_ms"] == 2 * steps[0]["p95_ms"]
+    unloaded = steps[0]["p95_ms"]
+    assert summary["find_max"]["latency_bound_ms"] == max(2 * unloaded, unloaded + 10)
     assert summary["target_invocations_per_instance"] == round(summary["max_rps"] * 0.5 * 60, 2)
     assert summary["max_instances"] == -(-500 // (summary["max_rps"] * 0.5))
     assert summary["cost_per_hour_usd"]["min"] == summary["price_per_instance_hour_usd"]

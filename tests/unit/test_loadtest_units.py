@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,8 +160,13 @@ def _step(users: int, rps: float, p95: float, failures: int = 0) -> StepStats:
     return StepStats(users, 100, failures, rps, p95 / 2, p95, p95, p95 / 2, errors)
 
 
-def test_find_max_stops_at_twice_the_unloaded_p95() -> None:
-    script = {1: _step(1, 100, 5), 2: _step(2, 190, 8), 4: _step(4, 260, 11), 8: _step(8, 270, 30)}
+def test_find_max_stops_at_twice_the_unloaded_p95_confirmed_by_a_repeat() -> None:
+    script = {
+        1: _step(1, 100, 20),
+        2: _step(2, 190, 30),
+        4: _step(4, 260, 41),
+        8: _step(8, 270, 90),
+    }
     seen: list[int] = []
 
     def run(users: int) -> StepStats:
@@ -168,10 +174,28 @@ def test_find_max_stops_at_twice_the_unloaded_p95() -> None:
         return script[users]
 
     result = find_max(run, FindMaxSettings(max_steps=6))
-    assert seen == [1, 2, 4]
-    assert result.latency_bound_ms == 10
-    assert result.max_rps == 190  # the 4-user step broke the bound already
-    assert "p95 11 ms > bound 10 ms at 4 users" in result.stop_reason
+    assert seen == [1, 2, 4, 4]  # the breaking step runs twice before it counts
+    assert result.latency_bound_ms == 40
+    assert result.max_rps == 190  # the 4-user step broke the bound, twice
+    assert "p95 41 ms > bound 40 ms at 4 users (twice in a row)" in result.stop_reason
+
+
+def test_find_max_ignores_millisecond_noise() -> None:
+    """A 4 ms p95 that turns 10 ms on a busy host is noise, not the container's limit: the
+    default bound is at least 10 ms above the unloaded p95 (it was 8 ms, and the search
+    stopped at step 2 with MAX_RPS from one user)."""
+    script = {1: _step(1, 100, 4), 2: _step(2, 200, 10), 4: _step(4, 380, 12), 8: _step(8, 390, 40)}
+    result = find_max(script.__getitem__, FindMaxSettings(max_steps=4))
+    assert result.latency_bound_ms == 14
+    assert result.max_rps == 380
+
+
+def test_find_max_goes_on_when_the_repeat_keeps_the_bound() -> None:
+    answers = iter([_step(1, 100, 20), _step(2, 190, 55), _step(2, 195, 30), _step(4, 300, 35)])
+    result = find_max(lambda users: next(answers), FindMaxSettings(max_steps=3))
+    assert [s.p95_ms for s in result.steps] == [20, 55, 30, 35]
+    assert result.max_rps == 300
+    assert "without breaking the bound" in result.stop_reason
 
 
 def test_find_max_stops_at_the_first_error_and_obeys_an_slo() -> None:
@@ -211,3 +235,33 @@ def test_stats_come_from_the_aggregated_row(tmp_path: Path) -> None:
     assert (step.requests, step.failures, step.rps, step.p95_ms) == (10, 2, 4.5, 6.0)
     assert step.errors == {"ModelError(500)": 2}
     assert json.dumps(step.errors)
+
+
+def test_the_plot_reads_one_step_and_a_repeated_step(tmp_path: Path) -> None:
+    """Steps sit side by side labelled by users (a repeat says so), not on a log2 axis whose
+    ticks read 2^0, 2^1; the legend is below the axes, MAX_RPS in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from smlocal.loadtests.report import plot_steps
+
+    steps = [_step(1, 100, 20), _step(2, 190, 30), _step(2, 195, 45)]
+    captured: list[Any] = []
+    real_close = plt.close
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt, "close", captured.append)
+        plot_steps(steps, tmp_path / "many.png", bound_ms=40, best=steps[1])
+        plot_steps(steps[:1], tmp_path / "one.png", bound_ms=None, best=steps[0])
+    many, one = captured
+    rps_axis = many.axes[0]
+    assert [t.get_text() for t in rps_axis.get_xticklabels()] == ["1", "2", "2 (again)"]
+    assert rps_axis.get_xscale() == "linear"
+    assert "MAX_RPS 190.0 requests/s at 2 users" in rps_axis.get_title()
+    assert many.legends and not rps_axis.get_legend()  # the figure's legend, off the axes
+    assert "at 1 user (dark bar)" in one.axes[0].get_title()
+    for figure in captured:
+        real_close(figure)
+    for name in ("many.png", "one.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
