@@ -132,12 +132,11 @@ def _manifest(uri: str, s3: S3Client) -> list[InputObject]:
     return [InputObject(f"{prefix}{joiner}{rel}", rel.lstrip("/")) for rel in entries[1:]]
 
 
-def fetch(item: InputObject, into: Path, s3: S3Client) -> Path:
-    """The object as a local file in ``into`` (downloaded from S3; a local one is used as is)."""
+def fetch(item: InputObject, target: Path, s3: S3Client) -> Path:
+    """The object as a local file (downloaded from S3 to ``target``; a local one as it is)."""
     if not is_s3(item.location):
         return _local(item.location)
-    into.mkdir(parents=True, exist_ok=True)
-    target = into / f"input-{abs(hash(item.location)):x}"
+    target.parent.mkdir(parents=True, exist_ok=True)
     bucket, key = split_s3(item.location)
     s3().download_file(bucket, key, str(target))
     return target
