@@ -8,8 +8,8 @@ line), ``JSON`` (:func:`~smlocal.monitor.table.json_rows`), ``BASE64`` (then CSV
 ``observedContentType``, or as ``dataset_format`` says). With ``both``, the output's values
 come first and the input's after them, the label-first order of SageMaker's CSV training data.
 
-S3 goes through boto3 (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` reach moto or another
-S3); its errors, like a missing directory, are a :class:`MonitorInputError`.
+The files come from a :class:`~smlocal.monitor.sources.CaptureSource` (a directory or an S3
+prefix); a window without records is a :class:`MonitorInputError`.
 """
 
 from __future__ import annotations
@@ -20,20 +20,18 @@ import csv
 import json
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from smlocal.monitor.errors import MonitorInputError
+from smlocal.monitor.sources import CaptureSource
 from smlocal.monitor.table import Cell, Table, json_rows, table_from_rows
 
 __all__ = ["CaptureWindow", "WindowData", "parse_time", "read_window"]
 
 log = logging.getLogger(__name__)
 
-_HOUR_PATH = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+\.jsonl$")
 _ENDPOINT_PATH = re.compile(r"(?:^|/)([^/]+)/([^/]+)/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+\.jsonl$")
 _INDEX: dict[str, tuple[str, ...]] = {
     "input": ("endpointInput",),
@@ -74,48 +72,10 @@ def parse_time(text: str, flag: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _hour_of(path: str) -> datetime | None:
-    match = _HOUR_PATH.search(path)
-    if not match:
-        return None
-    y, mo, d, h = (int(g) for g in match.groups())
-    try:
-        return datetime(y, mo, d, h, tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 def _in_window(hour: datetime, window: CaptureWindow) -> bool:
     if window.start is not None and hour + timedelta(hours=1) <= window.start:
         return False
     return not (window.end is not None and hour >= window.end)
-
-
-def _local_files(root: Path) -> Iterator[tuple[str, bytes]]:
-    if not root.is_dir():
-        raise MonitorInputError(f"--capture {root}: no such directory")
-    for path in sorted(root.rglob("*.jsonl")):
-        rel = path.relative_to(root).as_posix()
-        yield rel, path.read_bytes()
-
-
-def _s3_files(uri: str) -> Iterator[tuple[str, bytes]]:
-    import boto3
-    import botocore.exceptions
-
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise MonitorInputError(f"--capture {uri}: no bucket (s3://BUCKET/PREFIX)")
-    s3 = boto3.client("s3")
-    try:
-        keys: list[str] = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys.extend(o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".jsonl"))
-        for key in sorted(keys):
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            yield key[len(prefix) :] if key.startswith(prefix) else key, body
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
-        raise MonitorInputError(f"--capture {uri}: S3 said: {error}") from None
 
 
 def _decode(part: dict[str, Any], window: CaptureWindow) -> list[list[Cell]]:
@@ -162,18 +122,14 @@ def _record_rows(record: Any, window: CaptureWindow) -> list[list[Cell]] | None:
 
 def read_window(window: CaptureWindow) -> WindowData:
     """Every captured record of the window, as rows of one table."""
-    files = (
-        _s3_files(window.source)
-        if window.source.startswith("s3://")
-        else _local_files(Path(window.source))
-    )
+    source = CaptureSource(window.source)
     rows: list[list[Cell]] = []
     records = used_files = skipped = 0
     endpoint: str | None = None
-    for rel, body in files:
-        hour = _hour_of(rel)
-        if hour is None or not _in_window(hour, window):
+    for file in source.files():
+        if not _in_window(file.hour, window):
             continue
+        rel, body = file.rel, source.read(file)
         used_files += 1
         match = _ENDPOINT_PATH.search(f"{window.source.rstrip('/')}/{rel}")
         endpoint = endpoint or (match.group(1) if match else None)

@@ -1,4 +1,4 @@
-"""The ``smlocal monitor`` commands: ``baseline`` and ``run`` (registered on the main app).
+"""The ``smlocal monitor`` commands: ``baseline``, ``run``, ``schedule`` (on the main app).
 
 Thin: parses options, calls :mod:`smlocal.monitor` (imported inside each command, so
 ``smlocal --help`` loads neither NumPy nor DataSketches nor boto3), prints. ``monitor run``
@@ -18,6 +18,7 @@ from smlocal.cli.output import ExitCode, err, out, reported
 
 if TYPE_CHECKING:
     from smlocal.monitor.run import RunResult
+    from smlocal.monitor.schedule import HourOutcome
 
 __all__ = ["register"]
 
@@ -79,8 +80,23 @@ def _print_result(result: RunResult) -> None:
         out.print(f"{result.metrics_sent} CloudWatch metrics put")
 
 
+def _report_hour(outcome: HourOutcome) -> None:
+    label = f"{outcome.hour:%Y-%m-%dT%H}:00Z"
+    if outcome.result is None:
+        err.print(f"[red]{label}: could not run:[/] {escape(outcome.error or '')}")
+    elif outcome.result.violations:
+        kinds = sorted({v.constraint_check_type for v in outcome.result.violations})
+        out.print(
+            f"[bold red]{label}: {len(outcome.result.violations)} violations[/] "
+            f"({', '.join(kinds)}) in {outcome.result.records} records -> "
+            f"{escape(str(outcome.out))}"
+        )
+    else:
+        out.print(f"[green]{label}: no violations[/] in {outcome.result.records} records")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``smlocal monitor baseline`` and ``smlocal monitor run`` to ``app``."""
+    """Add ``smlocal monitor baseline``, ``run`` and ``schedule`` to ``app``."""
     group = typer.Typer(
         help=(
             "Model Monitor-compatible data quality checks: baseline a training dataset, then "
@@ -228,6 +244,90 @@ def register(app: typer.Typer) -> None:
             )
             _print_result(result)
             if result.violations:
+                raise typer.Exit(int(ExitCode.FAILED))
+
+    @group.command("schedule")
+    def schedule(
+        capture: Annotated[
+            str, typer.Option(help="Captured traffic: a local directory or s3://BUCKET/PREFIX.")
+        ],
+        baseline_dir: Annotated[
+            Path, typer.Option("--baseline", help="Directory with constraints.json (+ statistics).")
+        ],
+        out_dir: Annotated[
+            Path,
+            typer.Option(
+                "--out",
+                help="Reports go to OUT/yyyy/mm/dd/hh/; what was done to OUT/schedule.json.",
+            ),
+        ],
+        every: Annotated[str, typer.Option(help="Time between rounds: 1h, 15m, 90s.")] = "1h",
+        once: Annotated[
+            bool,
+            typer.Option(
+                help="One round, then exit (for cron or CI): 1 if any hour had violations."
+            ),
+        ] = False,
+        since: Annotated[
+            str | None, typer.Option(help="Ignore capture hours before this ISO-8601 UTC time.")
+        ] = None,
+        capture_data: Annotated[
+            _CaptureData, typer.Option(help="input, output, or both (output first).")
+        ] = _CaptureData.input,
+        dataset_format: Annotated[
+            _Format | None, typer.Option(help="Parse payloads as csv or json.")
+        ] = None,
+        sns_topic: Annotated[
+            str | None, typer.Option(help="SNS topic ARN for hours with violations.")
+        ] = None,
+        cloudwatch: Annotated[bool, typer.Option(help="Put the data metrics per hour.")] = False,
+        endpoint_name: Annotated[str | None, typer.Option(help="EndpointName dimension.")] = None,
+        schedule_name: Annotated[
+            str, typer.Option(help="ScheduleName dimension of the metrics.")
+        ] = "smlocal-monitor",
+    ) -> None:
+        """Run `monitor run` on each completed hour of capture not yet reported (a local
+        stand-in for an hourly monitoring schedule).
+
+        Hours are complete 2 minutes after they end; each gets its own report directory, and
+        OUT/schedule.json remembers them, so a restarted schedule or a missed cron run catches
+        up without repeating an hour. Without --once it runs a round every --every until Ctrl-C
+        (exit 130). With --once: exit 0 no violations in the new hours, 1 some, 2 an hour or
+        the inputs could not be used.
+        """
+        with reported():
+            from smlocal.monitor import CaptureWindow, MonitorRun, parse_time
+            from smlocal.monitor.schedule import parse_every, run_schedule
+
+            interval = parse_every(every)
+            template = MonitorRun(
+                window=CaptureWindow(
+                    capture,
+                    capture_data=capture_data.value,
+                    dataset_format=dataset_format.value if dataset_format else None,
+                ),
+                baseline=baseline_dir,
+                out=out_dir,
+                sns_topic=sns_topic,
+                cloudwatch=cloudwatch,
+                endpoint_name=endpoint_name,
+                schedule_name=schedule_name,
+            )
+
+            if not once:
+                err.print(f"monitoring {escape(capture)} every {every} (Ctrl-C stops) ...")
+            outcomes = run_schedule(
+                template,
+                every=interval,
+                once=once,
+                since=parse_time(since, "--since") if since else None,
+                on_hour=_report_hour,
+            )
+            if not outcomes:
+                out.print("no new completed hour of capture")
+            if any(o.result is None for o in outcomes):
+                raise typer.Exit(int(ExitCode.USAGE))
+            if any(o.result is not None and o.result.violations for o in outcomes):
                 raise typer.Exit(int(ExitCode.FAILED))
 
     app.add_typer(group, name="monitor")
