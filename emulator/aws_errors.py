@@ -25,6 +25,8 @@ __all__ = [
     "error_status",
     "load_error_table",
     "model_error",
+    "service_unavailable",
+    "unknown_operation",
     "validation_error",
 ]
 
@@ -35,13 +37,17 @@ REGION = "us-east-1"
 
 # Errors real SageMaker returns that the botocore models do not list: throttling, the generic
 # JSON-protocol ValidationException the control plane uses for "not found" and "already
-# exists" (reference §A.1/§A.3), and the generic 500/unknown-operation answers.
+# exists" (reference §A.1/§A.3), the generic 500/unknown-operation answers, and the common
+# HTTP-level errors.
 _EXTRA_STATUS = {
     "ThrottlingException": 400,
     "ValidationException": 400,
     "UnknownOperationException": 400,
     "SerializationException": 400,
     "InternalFailure": 500,
+    # AWS's common errors for problems at the HTTP level (the API port's own answers).
+    "MalformedHttpRequestException": 400,
+    "RequestTimeoutException": 408,
 }
 
 
@@ -74,15 +80,24 @@ def error_status(code: str) -> int:
 class AwsError(Exception):
     """An error answered to the client in AWS's rest-json shape."""
 
-    def __init__(self, code: str, message: str, members: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        members: dict[str, Any] | None = None,
+        *,
+        status: int | None = None,
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.members = members or {}
+        # Only where one code has two statuses by protocol (see unknown_operation).
+        self._status = status
 
     @property
     def status(self) -> int:
-        return error_status(self.code)
+        return self._status if self._status is not None else error_status(self.code)
 
     def body(self) -> bytes:
         # botocore reads "message"/"Message" for the text and the modelled members by name.
@@ -104,6 +119,28 @@ class AwsError(Exception):
 
 def validation_error(message: str) -> AwsError:
     return AwsError("ValidationError", message)
+
+
+# AWS's common errors: "UnknownOperationException: The action or operation requested is
+# invalid. Verify that the action is typed correctly. HTTP Status Code: 404". A JSON 1.1 call
+# naming an unknown X-Amz-Target gets it with 400 (the table's status); a REST path or method
+# no operation has, with 404.
+UNKNOWN_PATH_STATUS = 404
+
+
+def unknown_operation(method: str, path: str, served: str) -> AwsError:
+    """No operation has this method and path: AWS's UnknownOperationException, 404."""
+    return AwsError(
+        "UnknownOperationException",
+        f"The action or operation requested is invalid. Verify that the action is typed "
+        f"correctly. smlocal serves no {method} {path}; it serves {served}.",
+        status=UNKNOWN_PATH_STATUS,
+    )
+
+
+def service_unavailable(message: str) -> AwsError:
+    """ServiceUnavailable (503): the runtime model's own error."""
+    return AwsError("ServiceUnavailable", message)
 
 
 def model_error(

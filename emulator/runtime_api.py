@@ -5,12 +5,14 @@ Routes (the paths botocore's ``sagemaker-runtime`` model uses, plus conveniences
 - ``POST /endpoints/{name}/invocations``       InvokeEndpoint
 - ``POST /endpoints/{name}/invocations-response-stream``  InvokeEndpointWithResponseStream
 - ``POST /endpoints/{name}/async-invocations`` InvokeEndpointAsync (not configured: ValidationError)
-- ``GET /ping``, ``POST /invocations``          straight to the endpoint's container, for curl
+- ``GET /ping``, ``POST /invocations``          the first InService endpoint, for curl
+                                                (:mod:`~smlocal.emulator.shortcuts`)
 - ``GET /metrics``                              per-variant metrics, Prometheus text
 - ``GET /smlocal/endpoints``                    status of every endpoint this server hosts
 
-Input is checked against botocore's model before anything reaches a container; every refusal is
-an AWS-shaped error from :mod:`emulator.aws_errors`.
+Routing is :mod:`~smlocal.emulator.runtime_routes` (any other path or method:
+UnknownOperationException). Input is checked against botocore's model before anything reaches
+a container; every refusal is an AWS-shaped error from :mod:`emulator.aws_errors`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -35,21 +36,18 @@ from smlocal.emulator.eventstream import exception_message, payload_part
 from smlocal.emulator.invocation import CUSTOM_ATTRIBUTES, StreamInterrupted, invoke, open_stream
 from smlocal.emulator.multi_model import TARGET_MODEL, MultiModelEndpoint, check_target_model
 from smlocal.emulator.request_rules import invoke_rules
+from smlocal.emulator.runtime_routes import route
 from smlocal.emulator.serverless import ServerlessEndpoint
 from smlocal.emulator.serverless_config import MAX_PAYLOAD_BYTES as SERVERLESS_MAX_BYTES
+from smlocal.emulator.shortcuts import first_in_service, ping_answer
 
 __all__ = ["ClientDisconnected", "RuntimeApi", "create_app", "read_body"]
 
 log = logging.getLogger(__name__)
 
 TARGET_VARIANT = "x-amzn-sagemaker-target-variant"
-STREAM_SUFFIX = "/invocations-response-stream"
 # Headers the runtime API understands but does not pass to the container.
 _NOT_FORWARDED = {TARGET_VARIANT}
-
-
-def _aws_error_response(error: AwsError, request_id: str) -> Response:
-    return Response(error.body(), status_code=error.status, headers=error.headers(request_id))
 
 
 Scope = MutableMapping[str, Any]
@@ -106,34 +104,37 @@ class RuntimeApi:
         self.endpoints = endpoints
         self.rules = invoke_rules()
         self.stream_rules = invoke_rules("InvokeEndpointWithResponseStream")
+        # Only routes :func:`runtime_routes.route` matched reach it: it never 404s or 405s.
         self.others = Starlette(
             routes=[
-                Route("/endpoints/{name}/async-invocations", self.invoke_async, methods=["POST"]),
-                Route("/ping", self.passthrough, methods=["GET"]),
-                Route("/invocations", self.passthrough, methods=["POST"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
                 Route("/smlocal/endpoints", self.status, methods=["GET"]),
             ]
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and path.startswith("/endpoints/")
-            and path.endswith("/invocations")
-        ):
-            name = path[len("/endpoints/") : -len("/invocations")]
-            if "/" not in name:
+        if scope["type"] != "http":
+            await self.others(scope, receive, send)
+            return
+        raw = scope.get("raw_path")
+        try:
+            found = route(scope["method"], raw.decode("latin-1") if raw else scope["path"])
+            if found.operation == "InvokeEndpoint" and found.endpoint_name is not None:
+                await self.invoke_endpoint(scope, receive, send, found.endpoint_name)
+            elif found.operation == "InvokeEndpointWithResponseStream" and found.endpoint_name:
+                await self.invoke_stream(scope, receive, send, found.endpoint_name)
+            elif found.operation == "InvokeEndpointAsync" and found.endpoint_name is not None:
+                raise self.not_async(found.endpoint_name)
+            elif found.operation == "Invocations":
+                name = first_in_service(self.endpoints).spec.name
                 await self.invoke_endpoint(scope, receive, send, name)
-                return
-        if scope["type"] == "http" and scope["method"] == "POST" and path.endswith(STREAM_SUFFIX):
-            name = path[len("/endpoints/") : -len(STREAM_SUFFIX)]
-            if path.startswith("/endpoints/") and "/" not in name:
-                await self.invoke_stream(scope, receive, send, name)
-                return
-        await self.others(scope, receive, send)
+            elif found.operation == "Ping":
+                status, headers, body = await ping_answer(first_in_service(self.endpoints))
+                await _send(send, status, headers, body)
+            else:
+                await self.others(scope, receive, send)
+        except AwsError as error:
+            await _send(send, error.status, error.headers(), error.body())
 
     def lookup(self, name: str) -> Endpoint:
         self.rules.check_endpoint_name(name)
@@ -238,44 +239,12 @@ class RuntimeApi:
         except ClientDisconnected:
             log.info("request %s: the client left mid-body; not forwarded", request_id)
 
-    async def invoke_async(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        try:
-            endpoint = self.lookup(request.path_params["name"])
-            raise validation_error(
-                f"Endpoint {endpoint.spec.name} is not configured for asynchronous inference."
-            )
-        except AwsError as error:
-            return _aws_error_response(error, request_id)
-
-    async def passthrough(self, request: Request) -> Response:
-        """/ping and /invocations exactly as the container answers them (for curl)."""
-        live = [e for e in self.endpoints.values() if e.status == EndpointStatus.IN_SERVICE]
-        if not live:
-            return PlainTextResponse("no endpoint is InService\n", status_code=503)
-        endpoint = live[0]
-        try:
-            instance = endpoint.choose(None)
-        except AwsError as error:
-            return PlainTextResponse(f"{error.message}\n", status_code=503)
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        body = await request.body()
-        try:
-            async with endpoint.http.request(
-                request.method,
-                instance.url(request.url.path),
-                data=body or None,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=endpoint.spec.invocation_timeout_s),
-            ) as answer:
-                payload = await answer.read()
-                content_type = answer.headers.get("Content-Type")
-                kept = {"content-type": content_type} if content_type else {}
-                return Response(payload, status_code=answer.status, headers=kept)
-        except (TimeoutError, aiohttp.ClientError) as error:
-            return PlainTextResponse(
-                f"container did not answer: {error.__class__.__name__}\n", status_code=502
-            )
+    def not_async(self, name: str) -> AwsError:
+        """InvokeEndpointAsync here (the service's async routes take the async endpoints)."""
+        endpoint = self.lookup(name)
+        return validation_error(
+            f"Endpoint {endpoint.spec.name} is not configured for asynchronous inference."
+        )
 
     async def metrics(self, _: Request) -> Response:
         text = "".join(

@@ -28,9 +28,11 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 import uvicorn
 
+from smlocal.emulator.asgi_errors import AwsShaped
 from smlocal.emulator.backend import ContainerBackend
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus, MonitorSettings
 from smlocal.emulator.errors import ConfigError, EndpointFailedError
+from smlocal.emulator.http_guard import guarded_protocol
 from smlocal.emulator.metrics import EndpointMetrics
 from smlocal.emulator.runtime_api import create_app
 from smlocal.emulator.spec import EndpointSpec
@@ -229,12 +231,12 @@ async def serve(
     endpoints: dict[str, Endpoint] = {}
     server = QuietServer(
         uvicorn.Config(
-            create_app(endpoints),
+            AwsShaped(create_app(endpoints)),
             log_level="warning",
             access_log=False,
             lifespan="off",
             loop="none",
-            http="httptools",
+            http=guarded_protocol(),
             timeout_keep_alive=60,
         )
     )

@@ -40,6 +40,7 @@ from smlocal.emulator.aws_errors import load_error_table
 from smlocal.emulator.backend import LABEL_SESSION, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import LogSink, MonitorSettings
 from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.http_guard import guarded_protocol
 from smlocal.emulator.runtime_api import RuntimeApi
 from smlocal.emulator.server import QuietServer, bind_socket, fast_loop_factory
 from smlocal.emulator.service.async_inference import AsyncInference
@@ -273,7 +274,7 @@ async def run_service(
             access_log=False,
             lifespan="off",
             loop="none",
-            http="httptools",
+            http=guarded_protocol(),
             timeout_keep_alive=60,
         )
     )
