@@ -38,7 +38,14 @@ from smlocal.emulator.multi_model_config import (
     model_name_for,
 )
 
-__all__ = ["InstanceModels", "ModelFiles", "ModelLoadError", "ModelServer", "Observe"]
+__all__ = [
+    "InstanceModels",
+    "ModelFiles",
+    "ModelLoadError",
+    "ModelServer",
+    "Observe",
+    "install_tree",
+]
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +113,7 @@ class ModelFiles:
         started = time.perf_counter()
         source = artifact_source(self.prefix, target_model)
         staged = await stage_model_async(source, self.cache_dir)
-        await asyncio.to_thread(_install, staged.path, self.models_dir / name / "model")
+        await asyncio.to_thread(install_tree, staged.path, self.models_dir / name / "model")
         took = _since_us(started)
         self.observe("ModelDownloadingTime", took)
         log.info("model %s fetched from %s in %.0f ms", target_model, source, took / 1000)
@@ -124,7 +131,7 @@ def _link_or_copy(source: str, destination: str) -> None:
         shutil.copy2(source, destination)
 
 
-def _install(staged: Path, destination: Path) -> None:
+def install_tree(staged: Path, destination: Path) -> None:
     """``staged``'s tree at ``destination``, whole or not at all (a temp sibling, renamed)."""
     if destination.is_dir():
         return

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -118,6 +118,45 @@ def _interrupted_line(stop: SuiteInterrupted, received: list[str]) -> str:
     return f"{head}; removed the {len(stop.removed)} container(s) it started, nothing was left"
 
 
+def _print_checks(out: Console, multi_model: bool) -> None:
+    from rich.markup import escape
+
+    from smlocal.contracts.checks import ALL_CHECKS
+    from smlocal.contracts.checks.multi_model import LABEL, MULTI_MODEL_CHECKS
+
+    checks = (LABEL, *(info for info, _ in MULTI_MODEL_CHECKS)) if multi_model else ALL_CHECKS
+    for check in checks:
+        out.print(f"{check.id:<38} {check.severity!s:<8} {escape(check.title)}")
+
+
+def _multi_model_run(
+    image: str,
+    models: str | None,
+    model: str | None,
+    spec: Path | None,
+    instance_type: str | None,
+    only: list[str] | None,
+    skip: list[str] | None,
+) -> Callable[[Any], SuiteReport]:
+    """The --multi-model suite as a function of the progress listener (flags checked first)."""
+    from smlocal.contracts.multi_model_suite import MultiModelOptions, run_multi_model_suite
+
+    if models is None:
+        fail(
+            "--multi-model needs --models DIR_OR_S3_PREFIX: where its *.tar.gz are", ExitCode.USAGE
+        )
+    if model is not None or spec is not None:
+        fail("--multi-model takes --models, not --model or --spec", ExitCode.USAGE)
+    options = MultiModelOptions(
+        image=image,
+        models=models,
+        instance_type=instance_type,
+        only=_ids(only),
+        skip=_ids(skip),
+    )
+    return lambda progress: run_multi_model_suite(options, progress)
+
+
 def register(app: typer.Typer) -> None:
     """Add this capability's commands to ``app``."""
 
@@ -158,6 +197,21 @@ def register(app: typer.Typer) -> None:
         list_checks: Annotated[
             bool, typer.Option("--list", help="List the checks and exit.")
         ] = False,
+        multi_model: Annotated[
+            bool,
+            typer.Option(
+                "--multi-model",
+                help="Check SageMaker's multi-model API (/models: load, 409, list pages, get, "
+                "invoke, unload) instead of the single-model contract; needs --models.",
+            ),
+        ] = False,
+        models: Annotated[
+            str | None,
+            typer.Option(
+                "--models",
+                help="With --multi-model: a directory or s3://bucket/prefix/ of *.tar.gz models.",
+            ),
+        ] = None,
     ) -> None:
         """Run the SageMaker hosting contract against IMAGE as CI would.
 
@@ -170,12 +224,16 @@ def register(app: typer.Typer) -> None:
 
         Example: smlocal contract-test smlocal/sklearn-iris:latest
         --model containers/sklearn/build/model.tar.gz --spec contracts/specs/sklearn-iris.yaml
+
+        Multi-model images: --multi-model --models DIR_OR_S3_PREFIX runs the mme.* checks of
+        SageMaker's /models API instead (every *.tar.gz there is loaded, listed, invoked,
+        unloaded), e.g. smlocal contract-test smlocal/multi-model-iris:latest --multi-model
+        --models containers/multi-model/build/models
         """
         from rich.console import Console
         from rich.markup import escape
 
         from smlocal.contracts import ledger
-        from smlocal.contracts.checks import ALL_CHECKS
         from smlocal.contracts.cleanup import SuiteInterrupted
         from smlocal.contracts.report import write_json, write_junit
         from smlocal.contracts.runner import SuiteOptions, run_suite
@@ -185,11 +243,17 @@ def register(app: typer.Typer) -> None:
             out = Console(highlight=False, width=160)
         err = Console(stderr=True, highlight=False)
         if list_checks:
-            for check in ALL_CHECKS:
-                out.print(f"{check.id:<38} {check.severity!s:<8} {escape(check.title)}")
+            _print_checks(out, multi_model)
             return
         if image is None:
             fail("name the IMAGE to test (or pass --list)", ExitCode.USAGE)
+        if models is not None and not multi_model:
+            fail("--models goes with --multi-model (one model: --model)", ExitCode.USAGE)
+        run = (
+            _multi_model_run(image, models, model, spec, instance_type, only, skip)
+            if multi_model
+            else None
+        )
         options = SuiteOptions(
             image=image,
             model=model,
@@ -203,7 +267,7 @@ def register(app: typer.Typer) -> None:
         with reported():
             try:
                 with _signals_interrupt(received):
-                    report = run_suite(options, progress)
+                    report = run(progress) if run is not None else run_suite(options, progress)
             except SuiteInterrupted as stop:
                 if progress.status is not None:
                     progress.status.stop()
