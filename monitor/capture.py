@@ -138,7 +138,7 @@ def read_window(window: CaptureWindow) -> WindowData:
                 continue
             try:
                 got = _record_rows(json.loads(line), window)
-            except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+            except (ValueError, binascii.Error, csv.Error, RecursionError) as error:
                 log.warning("skipped a capture record in %s: %s", rel, error)
                 skipped += 1
                 continue

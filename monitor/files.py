@@ -211,9 +211,8 @@ def read_baseline(directory: Path) -> Baseline:
     if stats_path.is_file():
         sbody = _load(stats_path)
         swhere = str(stats_path)
-        item_count = int(
-            _num(_obj(sbody.get("dataset", {}), swhere, "dataset").get("item_count", 0))
-        )
+        dataset = _obj(sbody.get("dataset", {}), swhere, "dataset")
+        item_count = _count(dataset.get("item_count", 0), swhere, "dataset.item_count")
         for raw in _list(sbody.get("features"), swhere, "features"):
             stats = _statistics(_obj(raw, swhere, "features[]"), swhere)
             statistics[stats.name] = stats
@@ -247,6 +246,13 @@ def _num(value: Any, where: str = "", member: str = "") -> float:
         return float(value)  # the analyzer writes "NaN" as a string in places
     except ValueError:
         raise MonitorInputError(f"{where}: {member} must be a number, not {value!r}") from None
+
+
+def _count(value: Any, where: str, member: str) -> int:
+    number = _num(value, where, member)
+    if not math.isfinite(number) or number < 0:
+        raise MonitorInputError(f"{where}: {member} must be a count, not {value!r}")
+    return int(number)
 
 
 def _enabled(value: Any) -> bool:
@@ -333,8 +339,8 @@ def _statistics(raw: dict[str, Any], where: str) -> FeatureStats:
     stats = FeatureStats(
         name,
         kind,
-        int(_num(common.get("num_present", 0), where, "num_present")),
-        int(_num(common.get("num_missing", 0), where, "num_missing")),
+        _count(common.get("num_present", 0), where, "num_present"),
+        _count(common.get("num_missing", 0), where, "num_missing"),
     )
     dist = _obj(section.get("distribution", {}), where, f"{name}.distribution")
     if "numerical_statistics" in raw:
