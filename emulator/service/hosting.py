@@ -39,7 +39,10 @@ from smlocal.emulator.serverless import ServerlessEndpoint, is_serverless
 from smlocal.emulator.service.capture_rules import capture_summary
 from smlocal.emulator.service.catalog import Catalog, Params, public
 from smlocal.emulator.service.inference_types import check_type_change
-from smlocal.emulator.service.multi_model_rules import check_multi_model_image
+from smlocal.emulator.service.multi_model_rules import (
+    check_model_images,
+    check_multi_model_image,
+)
 from smlocal.emulator.service.resources import (
     ATTACHED_TAG,
     SERVE_TAG,
@@ -48,7 +51,7 @@ from smlocal.emulator.service.resources import (
     in_progress,
 )
 from smlocal.emulator.service.serverless_rules import serverless_summaries, stage_serverless_update
-from smlocal.emulator.service.specs import container_of, endpoint_spec
+from smlocal.emulator.service.specs import container_of, endpoint_spec, local_image
 from smlocal.emulator.service.store import Kind, Store
 from smlocal.emulator.spec import EndpointSpec
 from smlocal.emulator.state import identity_alive
@@ -92,6 +95,14 @@ class HostingService(Catalog):
         self.closing = False
         # (event "created" | "updated" | "deleted", endpoint, config name): async inference.
         self.observers: list[Callable[[str, str, str], None]] = []
+
+    # ---- models --------------------------------------------------------------------------
+    async def create_model(self, p: Params) -> Params:
+        # AWS refuses a multi-model image without its capability label here (when local).
+        resolve = functools.partial(local_image, resolve=self._resolve_image)
+        image_info = getattr(self.backend, "image_info", None)
+        await asyncio.to_thread(check_model_images, p, resolve, image_info)
+        return await super().create_model(p)
 
     # ---- endpoints -----------------------------------------------------------------------
     async def create_endpoint(self, p: Params) -> Params:

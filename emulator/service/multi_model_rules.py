@@ -27,6 +27,7 @@ from smlocal.emulator.errors import SmlocalError
 from smlocal.emulator.multi_model_config import CAPABILITY_LABEL
 
 __all__ = [
+    "check_model_images",
     "check_multi_model_config",
     "check_multi_model_image",
     "is_multi_model_container",
@@ -101,3 +102,15 @@ def check_multi_model_image(
             f"Your Ecr Image {specified} does not contain required {CAPABILITY_LABEL}=true "
             "Docker label(s).",
         )
+
+
+def check_model_images(
+    model: Mapping[str, Any], resolve: Callable[[str], str], image_info: ImageInfo | None
+) -> None:
+    """At CreateModel: every multi-model container's image, as AWS checks it there.
+    ``resolve``: the local image that runs for a Model's ``Image`` (ECR URIs mapped)."""
+    containers = [model["PrimaryContainer"]] if model.get("PrimaryContainer") else []
+    for container in [*containers, *(model.get("Containers") or [])]:
+        image = container.get("Image")
+        if image and is_multi_model_container(container):
+            check_multi_model_image(str(image), resolve(str(image)), container, image_info)

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from smlocal.emulator import multi_model
 from smlocal.emulator.endpoint import MonitorSettings
+from smlocal.emulator.errors import ImageNotFoundError
 from smlocal.emulator.multi_model_cache import InstanceModels, ModelLoadError
 from smlocal.emulator.multi_model_config import CAPABILITY_LABEL, model_name_for
 from smlocal.emulator.service.background import service_in_background
@@ -90,6 +91,8 @@ class LabelledBackend(FakeBackend):
     """The fake backend with image labels (the capability check reads them)."""
 
     def image_info(self, image: str) -> dict[str, Any]:
+        if image not in self.images:
+            raise ImageNotFoundError(f"image {image!r} is not in the local Docker engine")
         labels = {CAPABILITY_LABEL: "true"} if image == "mme:1" else {}
         return {"Config": {"Labels": labels}}
 
@@ -319,7 +322,7 @@ def test_target_model_on_a_single_model_endpoint_is_aws_validation_error(
     )
 
 
-def test_create_endpoint_refuses_an_image_without_the_capability_label(
+def test_create_model_refuses_an_image_without_the_capability_label(
     service: Clients,
 ) -> None:
     code, message, _ = _error(lambda: service.deploy("nolabel", image="plain:1"))
@@ -328,6 +331,21 @@ def test_create_endpoint_refuses_an_image_without_the_capability_label(
         "Your Ecr Image plain:1 does not contain required "
         "com.amazonaws.sagemaker.capabilities.multi-models=true Docker label(s)."
     )
+    assert service.sm.list_models()["Models"] == []  # refused at CreateModel, as AWS does
+    # An image the engine does not have yet is judged at CreateEndpoint instead.
+    container = {"Image": "later:1", "Mode": "MultiModel", "ModelDataUrl": str(service.models)}
+    service.sm.create_model(ModelName="later-m", PrimaryContainer=container)
+    service.backend.images["later:1"] = FakeImage()
+    service.sm.create_endpoint_config(
+        EndpointConfigName="later-c",
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": "later-m", "InstanceType": "ml.m5.large"}
+        ],
+    )
+    code, message, _ = _error(
+        lambda: service.sm.create_endpoint(EndpointName="later", EndpointConfigName="later-c")
+    )
+    assert code == "ValidationException" and "Your Ecr Image later:1" in message
 
 
 # ---- the per-container cache alone ---------------------------------------------------
