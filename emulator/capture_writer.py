@@ -156,14 +156,15 @@ class CaptureWriter:
         endpoint: str,
         sink: CaptureSink | None = None,
         *,
-        flush_interval_s: float = FLUSH_INTERVAL_S,
+        flush_interval_s: float | None = None,
         flush_records: int = FLUSH_RECORDS,
         max_pending_bytes: int = MAX_PENDING_BYTES,
     ) -> None:
         self.spec = spec
         self.endpoint = endpoint
         self.sink = sink if sink is not None else sink_for(spec)
-        self.flush_interval_s = flush_interval_s
+        # Read here, not at import: a test may lengthen it to prove that a stop flushes.
+        self.flush_interval_s = FLUSH_INTERVAL_S if flush_interval_s is None else flush_interval_s
         self.flush_records = flush_records
         self.max_pending_bytes = max_pending_bytes
         self._pending: collections.deque[Exchange] = collections.deque()

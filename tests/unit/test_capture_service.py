@@ -16,6 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from smlocal.emulator import capture_writer
 from smlocal.emulator.capture_writer import FLUSH_INTERVAL_S
 from smlocal.emulator.service.background import service_in_background
 from smlocal.emulator.state import StateDir
@@ -33,6 +34,12 @@ def backend() -> FakeBackend:
 @pytest.fixture
 def home(tmp_path: Path) -> StateDir:
     return StateDir(tmp_path / "home")
+
+
+@pytest.fixture
+def no_timed_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's interval out of reach: whatever is written was written by a stop."""
+    monkeypatch.setattr(capture_writer, "FLUSH_INTERVAL_S", 3600.0)
 
 
 def _capture(destination: str, mode: str = "InputAndOutput", **extra: Any) -> dict[str, Any]:
@@ -91,6 +98,7 @@ def _delete(clients: Clients, name: str = "ep") -> None:
     clients.sm.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig=WAIT)
 
 
+@pytest.mark.usefixtures("no_timed_flush")
 def test_local_capture_records_summary_and_flush_on_delete(
     backend: FakeBackend, home: StateDir, tmp_path: Path
 ) -> None:
@@ -127,6 +135,7 @@ def test_local_capture_records_summary_and_flush_on_delete(
     assert by_encoding["BASE64"]["captureData"]["endpointInput"]["data"] == "iVBORwA="
 
 
+@pytest.mark.usefixtures("no_timed_flush")
 def test_update_endpoint_changes_capture_and_the_old_fleet_flushes(
     backend: FakeBackend, home: StateDir, tmp_path: Path
 ) -> None:
@@ -156,6 +165,7 @@ def test_update_endpoint_changes_capture_and_the_old_fleet_flushes(
     assert len(_records(tmp_path / "one")) == 3
 
 
+@pytest.mark.usefixtures("no_timed_flush")
 def test_a_service_stop_flushes_and_capture_comes_back_after_restart(
     backend: FakeBackend, home: StateDir, tmp_path: Path
 ) -> None:
