@@ -19,6 +19,10 @@ gate; :func:`load_spec` reads a contract spec file.
 Load tests (``smlocal.loadtests``): :func:`run_loadtest` with :class:`LoadTestOptions`;
 :func:`advise` turns a MAX_RPS into autoscaling advice.
 
+Monitoring (``smlocal.monitor``): :func:`run_baseline` writes a dataset's Model Monitor
+``statistics.json`` / ``constraints.json``; :func:`run_monitor` with :class:`MonitorRun` and
+:class:`CaptureWindow` checks a window of captured traffic against them.
+
 Release (``smlocal.promote``): :class:`PromoteOptions` → :func:`build_request` →
 :func:`prepare` / :func:`execute`; :class:`Manifest` and :func:`run_cleanup`.
 
@@ -52,6 +56,10 @@ if TYPE_CHECKING:
     from smlocal.emulator.spec import EndpointSpec, VariantSpec, build_spec
     from smlocal.loadtests.advice import advise
     from smlocal.loadtests.session import LoadTestOptions, run_loadtest
+    from smlocal.monitor.baseline import run_baseline
+    from smlocal.monitor.capture import CaptureWindow
+    from smlocal.monitor.errors import MonitorInputError
+    from smlocal.monitor.run import MonitorRun, run_monitor
     from smlocal.promote.cleanup import run_cleanup
     from smlocal.promote.deploy import execute, prepare
     from smlocal.promote.errors import GateRefusedError, PromoteError, StepFailedError
@@ -61,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ArtifactError",
     "BackendError",
+    "CaptureWindow",
     "ConfigError",
     "DockerBackend",
     "EndpointFailedError",
@@ -71,6 +80,8 @@ __all__ = [
     "ImageNotFoundError",
     "LoadTestOptions",
     "Manifest",
+    "MonitorInputError",
+    "MonitorRun",
     "PromoteError",
     "PromoteOptions",
     "SmlocalError",
@@ -86,8 +97,10 @@ __all__ = [
     "load_spec",
     "prepare",
     "record_if_pass",
+    "run_baseline",
     "run_cleanup",
     "run_loadtest",
+    "run_monitor",
     "run_suite",
     "serve_in_background",
 ]
@@ -107,6 +120,11 @@ _HOME = {
     "advise": "smlocal.loadtests.advice",
     "LoadTestOptions": "smlocal.loadtests.session",
     "run_loadtest": "smlocal.loadtests.session",
+    "run_baseline": "smlocal.monitor.baseline",
+    "CaptureWindow": "smlocal.monitor.capture",
+    "MonitorInputError": "smlocal.monitor.errors",
+    "MonitorRun": "smlocal.monitor.run",
+    "run_monitor": "smlocal.monitor.run",
     "run_cleanup": "smlocal.promote.cleanup",
     "execute": "smlocal.promote.deploy",
     "prepare": "smlocal.promote.deploy",
