@@ -27,15 +27,17 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from smlocal.emulator.adoption import remove_containers
 from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, model_error, validation_error
-from smlocal.emulator.backend import ContainerBackend, ContainerRun
+from smlocal.emulator.backend import ContainerBackend, ContainerInfo, ContainerRun
 from smlocal.emulator.endpoint import Endpoint, Instance, LogSink, MonitorSettings
 from smlocal.emulator.errors import ArtifactError
 from smlocal.emulator.metrics import EndpointMetrics, LatencyWindow
@@ -208,7 +210,8 @@ class MultiModelEndpoint(Endpoint):
         )
         self.metrics: MultiModelMetrics = MultiModelMetrics(spec.name)
         self.metrics.loaded_counts = self._loaded_counts
-        root = cache_dir / "multi-model" / f"{spec.name}-{self.session_id}"
+        # One directory per fleet: an update's new fleet fills its own while the old one serves.
+        root = cache_dir / "multi-model" / f"{spec.name}-{uuid.uuid4().hex[:12]}"
         self.files: dict[str, ModelFiles] = {}
         for variant in spec.variants:
             prefix = variant.model or ""
@@ -223,6 +226,15 @@ class MultiModelEndpoint(Endpoint):
         models_dir = self.files[variant.name].models_dir
         models_dir.mkdir(parents=True, exist_ok=True)
         return dataclasses.replace(run, env={**run.env, **MULTI_MODEL_ENV}, models_dir=models_dir)
+
+    async def start(
+        self, adopt: Sequence[ContainerInfo] = (), *, logs_since: float | None = None
+    ) -> None:
+        """As :meth:`Endpoint.start`, but a restarted service's containers are not adopted:
+        their /opt/ml/models is the previous run's directory, so they start afresh."""
+        if adopt:
+            await asyncio.shield(asyncio.to_thread(remove_containers, self.backend, list(adopt)))
+        await super().start((), logs_since=logs_since)
 
     async def stop(self) -> None:
         await super().stop()

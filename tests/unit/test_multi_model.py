@@ -245,6 +245,34 @@ def test_disabled_cache_unloads_after_each_request(
     assert service.metric('smlocal_model_cache_hit_sum{endpoint="mme"') == 0
 
 
+def test_update_endpoint_gives_the_new_fleet_its_own_models_directory(
+    service: Clients, server: FakeModelServer
+) -> None:
+    service.deploy("mme")
+    service.invoke("mme", "a.tar.gz")
+    (blue,) = service.backend.containers.values()
+    assert blue.run.models_dir is not None
+    service.sm.create_endpoint_config(
+        EndpointConfigName="mme-c2",
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": "mme-m", "InstanceType": "ml.m5.large"}
+        ],
+    )
+    service.sm.update_endpoint(EndpointName="mme", EndpointConfigName="mme-c2")
+    deadline = time.monotonic() + 20
+    while blue.run.models_dir.exists():  # the old fleet's directory goes with it
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    service.sm.get_waiter("endpoint_in_service").wait(EndpointName="mme", WaiterConfig=WAIT)
+    green = next(c for c in service.backend.containers.values() if c is not blue)
+    assert green.run.models_dir != blue.run.models_dir
+    # The fake's loaded set is shared by its "containers": the new one answers 409, which
+    # counts as loaded, and its own directory got the files.
+    assert service.invoke("mme", "a.tar.gz")["model"] == model_name_for("a.tar.gz")
+    assert green.run.models_dir is not None
+    assert (green.run.models_dir / model_name_for("a.tar.gz") / "model" / "which.txt").is_file()
+
+
 def test_concurrent_first_requests_share_one_fetch_and_load(
     service: Clients, server: FakeModelServer
 ) -> None:
