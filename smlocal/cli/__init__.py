@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import typer
 
-from smlocal.cli import contract, endpoints, loadtest, monitor, promote, serve, service
+from smlocal.cli import (
+    contract,
+    endpoints,
+    loadtest,
+    monitor,
+    promote,
+    serve,
+    service,
+    transform,
+)
 
 __all__ = ["app", "main"]
 
@@ -31,7 +40,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-for _capability in (service, serve, endpoints, contract, loadtest, promote, monitor):
+for _capability in (service, serve, endpoints, contract, loadtest, promote, monitor, transform):
     _capability.register(app)
 
 
