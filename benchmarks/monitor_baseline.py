@@ -1,5 +1,8 @@
 """Benchmark: `smlocal monitor baseline` on 1,000,000 rows x 10 columns (issue 14: goal <= 30 s).
 
+Also, for scale: `smlocal monitor run` over ``--run-records`` captured records (CSV encoded,
+one hour file per 25,000) against that baseline. No goal; it shows the per-record cost.
+
 Writes a CSV of ``--rows`` rows (5 Fractional columns, 3 Integral, 2 String categories, a few
 missing values), then times the installed ``smlocal monitor baseline`` on it as a user runs it
 (the whole command: interpreter start, parsing, profiling, KLL sketches, writing both files),
@@ -12,12 +15,15 @@ Run: .venv/bin/python benchmarks/monitor_baseline.py [--rows 1000000] [--rounds 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +45,30 @@ def make_csv(path: Path, rows: int) -> None:
             out.write("\n".join(",".join(r) for r in zip(*block, strict=True)) + "\n")
 
 
+def make_capture(root: Path, data: Path, records: int) -> None:
+    """Capture files in SageMaker's layout, the payloads rows of the training CSV."""
+    lines = data.read_text().splitlines()[:records]
+    for start in range(0, len(lines), 25_000):
+        hour = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(hours=start // 25_000)
+        folder = root / "ep" / "AllTraffic" / f"{hour:%Y/%m/%d/%H}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / f"00-00-000-{uuid.uuid4()}.jsonl").open("w") as out:
+            for i, row in enumerate(lines[start : start + 25_000]):
+                when = (hour + timedelta(seconds=i % 3600)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                out.write(json.dumps({
+                    "captureData": {"endpointInput": {"observedContentType": "text/csv",
+                                                      "mode": "INPUT", "data": row,
+                                                      "encoding": "CSV"}},
+                    "eventMetadata": {"eventId": str(uuid.uuid4()), "inferenceTime": when},
+                    "eventVersion": "0",
+                }) + "\n")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--run-records", type=int, default=100_000)
     args = parser.parse_args()
     work = Path(tempfile.gettempdir()) / f"smlocal-bench-monitor-{args.rows}"
     work.mkdir(exist_ok=True)
@@ -69,6 +95,21 @@ def main() -> None:
     print(
         f"package only (read + profile, no process start or writing): "
         f"{time.perf_counter() - wall:.2f} s wall, {time.process_time() - cpu:.2f} s CPU"
+    )
+    capture = work / f"capture-{args.run_records}"
+    if not capture.exists():
+        make_capture(capture, data, args.run_records)
+    started = time.perf_counter()
+    run = subprocess.run(
+        [SMLOCAL, "monitor", "run", "--capture", str(capture), "--baseline", str(work / "out"),
+         "--out", str(work / "report")],
+        check=False, capture_output=True,
+    )  # fmt: skip
+    run_s = time.perf_counter() - started
+    assert run.returncode in (0, 1), run.stderr.decode()[-2000:]
+    print(
+        f"smlocal monitor run, {args.run_records:,} captured records: {run_s:.2f} s "
+        f"({run_s / args.run_records * 1e6:.0f} us per record)"
     )
     median = statistics.median(times)
     print(
