@@ -45,6 +45,7 @@ __all__ = [
     "remove_tree",
     "stage_tarball",
     "sweep_stale",
+    "tag_alive",
     "write_atomically",
 ]
 
@@ -188,6 +189,12 @@ def owner_tag() -> str:
     """``pid<P>-<T>``: this process, for temporary names (see :func:`sweep_stale`)."""
     pid = os.getpid()
     return f"pid{pid}-{_start_time(pid)}"
+
+
+def tag_alive(tag: str) -> bool:
+    """Whether the process an :func:`owner_tag` names still runs (True if it cannot tell)."""
+    match = re.fullmatch(r"pid(\d+)-(\d+)", tag)
+    return match is None or _owner_alive(int(match[1]), int(match[2]))
 
 
 def _owner_alive(pid: int, start: int) -> bool:

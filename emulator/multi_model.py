@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from smlocal.emulator.adoption import remove_containers
+from smlocal.emulator.artifacts_cache import owner_tag, tag_alive
 from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, model_error, validation_error
 from smlocal.emulator.backend import ContainerBackend, ContainerInfo, ContainerRun
 from smlocal.emulator.endpoint import Endpoint, Instance, LogSink, MonitorSettings
@@ -211,7 +212,8 @@ class MultiModelEndpoint(Endpoint):
         self.metrics: MultiModelMetrics = MultiModelMetrics(spec.name)
         self.metrics.loaded_counts = self._loaded_counts
         # One directory per fleet: an update's new fleet fills its own while the old one serves.
-        root = cache_dir / "multi-model" / f"{spec.name}-{uuid.uuid4().hex[:12]}"
+        # Named by its owner too, so what a killed service left is swept (see start).
+        root = cache_dir / "multi-model" / f"{spec.name}.{owner_tag()}.{uuid.uuid4().hex[:12]}"
         self.files: dict[str, ModelFiles] = {}
         for variant in spec.variants:
             prefix = variant.model or ""
@@ -234,6 +236,7 @@ class MultiModelEndpoint(Endpoint):
         their /opt/ml/models is the previous run's directory, so they start afresh."""
         if adopt:
             await asyncio.shield(asyncio.to_thread(remove_containers, self.backend, list(adopt)))
+        await asyncio.to_thread(_sweep_gone, self._root.parent)
         await super().start((), logs_since=logs_since)
 
     async def stop(self) -> None:
@@ -361,6 +364,19 @@ class MultiModelEndpoint(Endpoint):
             original_message=error.message if error.status is not None else None,
             log_stream_arn=arn,
         )
+
+
+def _sweep_gone(parent: Path) -> None:
+    """Remove the models directories of services that are gone (SIGKILLed: nobody else would)."""
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        parts = entry.name.split(".")
+        if len(parts) >= 3 and not tag_alive(parts[-2]):
+            log.info("removing %s, the models directory of a service that is gone", entry)
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _download_error(prefix: str, target_model: str, error: ArtifactError) -> AwsError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
 import tarfile
 import threading
 import time
@@ -271,6 +272,23 @@ def test_update_endpoint_gives_the_new_fleet_its_own_models_directory(
     assert service.invoke("mme", "a.tar.gz")["model"] == model_name_for("a.tar.gz")
     assert green.run.models_dir is not None
     assert (green.run.models_dir / model_name_for("a.tar.gz") / "model" / "which.txt").is_file()
+
+
+def test_models_directories_a_killed_service_left_are_swept(
+    service: Clients, tmp_path: Path
+) -> None:
+    gone = subprocess.run(["true"], check=True)
+    del gone
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    parent = StateDir(tmp_path / "state").cache / "multi-model"
+    left = parent / f"old.pid{finished.pid}-1.0123456789ab" / "x" / "model"
+    left.mkdir(parents=True)
+    service.deploy("mme")
+    assert not left.parent.parent.exists()
+    (container,) = service.backend.containers.values()
+    assert container.run.models_dir is not None
+    assert container.run.models_dir.parent.parent == parent  # <root>/<variant>
 
 
 def test_concurrent_first_requests_share_one_fetch_and_load(
