@@ -91,7 +91,14 @@ def _decode(part: dict[str, Any], window: CaptureWindow) -> list[list[Cell]]:
     if fmt == "CSV":
         return [[(None, v) for v in row] for row in csv.reader(data.splitlines()) if row]
     if fmt == "JSON":
-        return json_rows(json.loads(data))
+        try:
+            return json_rows(json.loads(data))
+        except json.JSONDecodeError:
+            if "\n" not in data.strip():
+                raise
+            # JSON Lines (application/jsonlines): one document per line.
+            return [row for line in data.splitlines() if line.strip()
+                    for row in json_rows(json.loads(line))]  # fmt: skip
     raise ValueError(f"content type {content_type!r} is neither CSV nor JSON")
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from smlocal.cli import app
 from smlocal.monitor import CaptureWindow, MonitorInputError, MonitorRun, run_baseline, run_monitor
-from tests.monitor_data import write_capture
+from tests.monitor_data import capture_key, write_capture
 
 HOUR = datetime(2026, 12, 2, 5, tzinfo=UTC)
 DATA = Path(__file__).resolve().parent.parent / "data" / "model_monitor"
@@ -154,6 +154,23 @@ def test_json_and_base64_payloads_read_like_csv(
     assert _kinds(_run(tmp_path / "cap", baseline, tmp_path / "out")) == {
         ("_c1", "baseline_drift_check")
     }
+
+
+def test_a_json_lines_payload_is_several_rows(baseline: Path, tmp_path: Path) -> None:
+    rows = _rows(600, seed=18)
+    path = tmp_path / "cap" / capture_key("ep", HOUR)
+    path.parent.mkdir(parents=True)
+    records = []
+    for i in range(0, 600, 3):
+        lines = "\n".join(
+            json.dumps({f"_c{j}": v for j, v in enumerate(r)}) for r in rows[i : i + 3]
+        )
+        part = {"observedContentType": "application/jsonlines", "mode": "INPUT", "data": lines,
+                "encoding": "JSON"}  # fmt: skip
+        records.append(json.dumps({"captureData": {"endpointInput": part}}))
+    path.write_text("\n".join(records) + "\n")
+    result = _run(tmp_path / "cap", baseline, tmp_path / "out")
+    assert (result.records, result.rows, result.violations) == (200, 600, [])
 
 
 def test_instances_payloads_and_output_first_with_both(tmp_path: Path) -> None:
