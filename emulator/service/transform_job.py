@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -237,6 +238,9 @@ class TransformRun:
         retries = client.get("InvocationsMaxRetries")
         self.retries = DEFAULT_RETRIES if retries is None else int(retries)
         self.fleet: TransformFleet | None = None
+        # When the last object was written (or the job's failure was known): the job's
+        # TransformEndTime, before its containers are stopped and removed.
+        self.finished_at: float | None = None
         self.failures: list[tuple[str, str]] = []
         self.settings = batch_settings(job, {})
         self._slots = asyncio.Semaphore(1)
@@ -293,6 +297,7 @@ class TransformRun:
                 await self._object(index, item)
 
         await asyncio.gather(*(one(i, item) for i, item in enumerate(objects)))
+        self.finished_at = time.time()
         if self.failures:
             location, reason = self.failures[0]
             others = len(self.failures) - 1

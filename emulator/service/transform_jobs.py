@@ -256,7 +256,8 @@ class TransformJobs(Catalog):
         progress = self._progress.pop(name, None)
         if progress is not None:
             changes[_PROGRESS] = progress.as_dict()
-        self._update(name, TransformEndTime=time.time(), _smlocal_closing=None, **changes)
+        ended = run.finished_at or time.time()
+        self._update(name, TransformEndTime=ended, _smlocal_closing=None, **changes)
         log.info("transform job %s: %s", name, changes["TransformJobStatus"])
 
     def _log_sink(self, name: str) -> LogSink:

@@ -232,3 +232,23 @@ def test_a_job_running_at_a_restart_is_failed(backend: FakeBackend, tmp_path: Pa
         described = sm.describe_transform_job(TransformJobName="restart")
         assert described["TransformJobStatus"] == "Failed"
         assert "not resumed" in described["FailureReason"]
+
+
+def test_a_manifest_names_the_objects_and_their_output_paths(env: Env) -> None:
+    (env.root / "in" / "sub" / "x.csv").write_bytes(_lines(5))
+    (env.root / "in" / "y.csv").write_bytes(_lines(3))
+    (env.root / "in" / "ignored.csv").write_bytes(_lines(2))
+    manifest = env.root / "manifest.json"
+    manifest.write_text(json.dumps([{"prefix": f"{env.root / 'in'}/"}, "sub/x.csv", "y.csv"]))
+    env.job(
+        "manifest",
+        model="echo",
+        source=str(manifest),
+        input={
+            "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": str(manifest)}}
+        },
+    )
+    assert env.wait("manifest")["TransformJobStatus"] == "Completed"
+    assert (env.root / "out" / "sub" / "x.csv.out").read_bytes() == _lines(5)
+    assert (env.root / "out" / "y.csv.out").read_bytes() == _lines(3)
+    assert not (env.root / "out" / "ignored.csv.out").exists()
