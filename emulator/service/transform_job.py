@@ -1,18 +1,8 @@
-"""One batch transform job, run: the model's containers, the requests, the output objects.
+"""One batch transform job, run: the requests and the output objects (reference §F.2).
 
-Owns what happens between ``InProgress`` and ``Completed``/``Failed`` (reference §F.2):
+Owns what happens between ``InProgress`` and ``Completed``/``Failed`` once the containers
+(:mod:`.transform_settings`) are up:
 
-* The model's container starts as an endpoint's would (the core's :class:`Endpoint`: labels,
-  the instance type's CPU and memory, the model read-only, /ping gating, health checks), one
-  per ``InstanceCount``, with the model's and the job's ``Environment`` plus
-  ``SAGEMAKER_BATCH=true`` and — only those the job sets, as AWS passes them —
-  ``SAGEMAKER_MAX_PAYLOAD_IN_MB``, ``SAGEMAKER_BATCH_STRATEGY`` (``SINGLE_RECORD`` /
-  ``MULTI_RECORD``) and ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``. Its containers carry
-  ``smlocal.endpoint=transform-job/NAME`` (never an endpoint's name, so a restarted service
-  sweeps them) and ``smlocal.transform-job=NAME``.
-* What the job leaves unset comes from the container's ``GET /execution-parameters`` (its
-  ``MULTI_RECORD`` spelling and the API's ``MultiRecord`` both count), else AWS's defaults
-  (MaxPayloadInMB 6, MaxConcurrentTransforms 1) and :data:`DEFAULT_BATCH_STRATEGY`.
 * At most ``MaxConcurrentTransforms`` requests per instance are in flight, across objects;
   each gets ``InvocationsTimeoutInSeconds`` and up to ``InvocationsMaxRetries`` retries (on a
   timeout, a connection failure, 429 or 5xx; another 4xx is the record's fault: no retry).
@@ -26,14 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
-import json
+import contextlib
 import logging
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +28,9 @@ import aiohttp
 
 from smlocal.emulator.artifacts import stage_models
 from smlocal.emulator.aws_errors import AwsError
-from smlocal.emulator.backend import LABEL_ENDPOINT, ContainerBackend, ContainerRun
-from smlocal.emulator.endpoint import Endpoint, LogSink, MonitorSettings
-from smlocal.emulator.errors import ConfigError, SmlocalError
-from smlocal.emulator.service.specs import container_of, local_image
+from smlocal.emulator.backend import ContainerBackend
+from smlocal.emulator.endpoint import LogSink, MonitorSettings
+from smlocal.emulator.errors import SmlocalError
 from smlocal.emulator.service.transform_dataproc import DataProcessing
 from smlocal.emulator.service.transform_input import (
     MB,
@@ -56,35 +42,20 @@ from smlocal.emulator.service.transform_input import (
     records,
     write_output,
 )
-from smlocal.emulator.spec import EndpointSpec, VariantSpec, build_spec
+from smlocal.emulator.service.transform_settings import (
+    Progress,
+    TransformFleet,
+    batch_settings,
+    offered_settings,
+)
+from smlocal.emulator.spec import EndpointSpec
 
-__all__ = [
-    "DEFAULT_BATCH_STRATEGY",
-    "LABEL_TRANSFORM_JOB",
-    "BatchSettings",
-    "JobFailed",
-    "Progress",
-    "TransformRun",
-    "batch_settings",
-    "job_spec",
-]
+__all__ = ["JobFailed", "TransformRun"]
 
 log = logging.getLogger(__name__)
 
-LABEL_TRANSFORM_JOB = "smlocal.transform-job"
-# AWS's default when neither the job nor the container says is not documented.
-DEFAULT_BATCH_STRATEGY = "SingleRecord"
-DEFAULT_MAX_PAYLOAD_MB = 6
-DEFAULT_MAX_CONCURRENT = 1
 DEFAULT_TIMEOUT_S = 600
 DEFAULT_RETRIES = 3
-_STRATEGIES = {
-    "MULTI_RECORD": "MultiRecord",
-    "SINGLE_RECORD": "SingleRecord",
-    "MultiRecord": "MultiRecord",
-    "SingleRecord": "SingleRecord",
-}
-_ENV_STRATEGY = {"MultiRecord": "MULTI_RECORD", "SingleRecord": "SINGLE_RECORD"}
 _BATCHES_PER_READ = 64
 _MAX_REASON = 1024
 _ANSWER_SNIPPET = 300
@@ -92,103 +63,6 @@ _ANSWER_SNIPPET = 300
 
 class JobFailed(Exception):
     """The job ends Failed with this FailureReason."""
-
-
-@dataclass
-class Progress:
-    objects_total: int = 0
-    objects_done: int = 0
-    objects_failed: int = 0
-    records_done: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "ObjectsTotal": self.objects_total,
-            "ObjectsDone": self.objects_done,
-            "ObjectsFailed": self.objects_failed,
-            "RecordsDone": self.records_done,
-        }
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    strategy: str  # SingleRecord | MultiRecord
-    max_payload_mb: int  # 0: no limit
-    concurrency: int  # per instance
-
-
-def batch_settings(job: Mapping[str, Any], offered: Mapping[str, Any]) -> BatchSettings:
-    """The job's values first, then the container's /execution-parameters, then defaults."""
-    strategy = job.get("BatchStrategy") or _STRATEGIES.get(str(offered.get("BatchStrategy")))
-    payload = job.get("MaxPayloadInMB")
-    if payload is None:
-        payload = _whole(offered.get("MaxPayloadInMB"), 0, 100)
-    concurrency = job.get("MaxConcurrentTransforms") or _whole(
-        offered.get("MaxConcurrentTransforms"), 1, 1000
-    )
-    return BatchSettings(
-        strategy=strategy or DEFAULT_BATCH_STRATEGY,
-        max_payload_mb=DEFAULT_MAX_PAYLOAD_MB if payload is None else int(payload),
-        concurrency=int(concurrency or DEFAULT_MAX_CONCURRENT),
-    )
-
-
-def _whole(value: Any, low: int, high: int) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        return None
-    return value
-
-
-def job_spec(
-    job: Mapping[str, Any], model: Mapping[str, Any], resolve_image: Callable[[str], str | None]
-) -> EndpointSpec:
-    """The containers a job runs, as the one spec the core starts (ConfigError if invalid)."""
-    container = container_of(model)
-    if not container.get("Image"):
-        raise ConfigError(f"Model {model.get('ModelName')} has no container Image")
-    env = {**(container.get("Environment") or {}), **(job.get("Environment") or {})}
-    env["SAGEMAKER_BATCH"] = "true"
-    if job.get("MaxPayloadInMB") is not None:
-        env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(job["MaxPayloadInMB"])
-    if job.get("BatchStrategy"):
-        env["SAGEMAKER_BATCH_STRATEGY"] = _ENV_STRATEGY[job["BatchStrategy"]]
-    if job.get("MaxConcurrentTransforms"):
-        env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(job["MaxConcurrentTransforms"])
-    location = container.get("ModelDataUrl") or (
-        (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
-    ).get("S3Uri")
-    resources = job["TransformResources"]
-    return build_spec(
-        name=job["TransformJobName"],
-        variants=[
-            {
-                "name": "AllTraffic",
-                "image": local_image(str(container["Image"]), resolve_image),
-                "model": str(location).removeprefix("file://") if location else None,
-                "env": env,
-                "instance_type": resources["InstanceType"],
-                "instance_count": int(resources["InstanceCount"]),
-                "network_isolation": bool(model.get("EnableNetworkIsolation", False)),
-            }
-        ],
-    )
-
-
-class TransformFleet(Endpoint):
-    """An endpoint's containers, labelled as a transform job's (never routed to by name)."""
-
-    def _container_run(self, variant: VariantSpec, index: int) -> ContainerRun:
-        run = super()._container_run(variant, index)
-        name = self.spec.name
-        return dataclasses.replace(
-            run,
-            name=f"smlocal-transform-{name}-{index}-{uuid.uuid4().hex[:6]}".lower(),
-            labels={
-                **run.labels,
-                LABEL_ENDPOINT: f"transform-job/{name}",
-                LABEL_TRANSFORM_JOB: name,
-            },
-        )
 
 
 class _ObjectFailed(Exception):
@@ -321,15 +195,11 @@ class TransformRun:
                 text = (await response.read()).decode("utf-8", errors="replace")
         except (TimeoutError, aiohttp.ClientError):
             return {}
-        # AWS's own example answer has typographic quotes; take them as plain ones.
-        text = text.replace("\u201c", '"').replace("\u201d", '"')
-        try:
-            offered = json.loads(text)
-        except ValueError:
-            log.warning("transform job %s: /execution-parameters is no JSON: %.200s",
+        offered = offered_settings(text)
+        if not offered:
+            log.warning("transform job %s: /execution-parameters offers nothing usable: %.200s",
                         self.spec.name, text)  # fmt: skip
-            return {}
-        return offered if isinstance(offered, dict) else {}
+        return offered
 
     # ---- one object ----------------------------------------------------------------------
     async def _object(self, index: int, item: InputObject) -> None:
@@ -401,7 +271,9 @@ class TransformRun:
                 await asyncio.gather(*pending, return_exceptions=True)
                 raise
             finally:
-                batches.close()
+                # Cancelled while a worker thread reads it: that thread finishes its chunk.
+                with contextlib.suppress(ValueError):
+                    batches.close()
         return written
 
     def _write(self, out: Any, result: tuple[int, bytes]) -> int:

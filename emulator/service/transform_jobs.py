@@ -40,13 +40,9 @@ from smlocal.emulator.service.catalog import Catalog, Params, public
 from smlocal.emulator.service.resources import arn
 from smlocal.emulator.service.store import Kind, Store
 from smlocal.emulator.service.transform_input import NoInput, list_inputs
-from smlocal.emulator.service.transform_job import (
-    JobFailed,
-    Progress,
-    TransformRun,
-    job_spec,
-)
+from smlocal.emulator.service.transform_job import JobFailed, TransformRun
 from smlocal.emulator.service.transform_rules import check_job, no_input
+from smlocal.emulator.service.transform_settings import Progress, job_spec
 
 __all__ = ["PROGRESS_MEMBER", "TransformJobs"]
 

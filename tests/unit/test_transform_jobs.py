@@ -252,3 +252,33 @@ def test_a_manifest_names_the_objects_and_their_output_paths(env: Env) -> None:
     assert (env.root / "out" / "sub" / "x.csv.out").read_bytes() == _lines(5)
     assert (env.root / "out" / "y.csv.out").read_bytes() == _lines(3)
     assert not (env.root / "out" / "ignored.csv.out").exists()
+
+
+def test_a_job_a_killed_service_left_running_is_failed_and_a_stopping_one_stopped(
+    backend: FakeBackend, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from smlocal.emulator.service.store import Kind, Store
+    from smlocal.emulator.service.transform_jobs import TransformJobs
+
+    with Store(tmp_path / "state.db") as store:
+        for name, status in (("was-running", "InProgress"), ("was-stopping", "Stopping")):
+            record = {"TransformJobName": name, "TransformJobStatus": status}
+            store.insert(Kind.TRANSFORM_JOB, name, record, status=status)
+        jobs = TransformJobs(
+            store,
+            backend,
+            cache_dir=tmp_path / "cache",
+            work_dir=tmp_path / "work",
+            log_dir=tmp_path / "logs",
+            settings=FAST,
+            session_id="s",
+            resolve_image=lambda _: None,
+        )
+        asyncio.run(jobs.recover())
+        running = store.get(Kind.TRANSFORM_JOB, "was-running") or {}
+        stopping = store.get(Kind.TRANSFORM_JOB, "was-stopping") or {}
+    assert running["TransformJobStatus"] == "Failed"
+    assert "not resumed" in running["FailureReason"] and running["TransformEndTime"]
+    assert stopping["TransformJobStatus"] == "Stopped"
