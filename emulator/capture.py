@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import math
 import posixpath
 import random
 import uuid
@@ -173,7 +174,12 @@ def _side(mode: str, body: bytes, content_type: str | None, spec: CaptureSpec) -
 
 
 def _utc(at: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(at, tz=datetime.UTC)
+    """``at`` in UTC, truncated (never rounded up) to the microsecond, so a record's
+    inferenceTime, its hour folder and its file name agree on the second and the hour."""
+    seconds = math.floor(at)
+    micro = min(999_999, int((at - seconds) * 1_000_000))
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    return moment + datetime.timedelta(microseconds=micro)
 
 
 def record_line(exchange: Exchange, spec: CaptureSpec, event_id: str | None = None) -> str:

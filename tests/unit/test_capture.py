@@ -6,6 +6,7 @@ import base64
 import datetime
 import json
 import logging
+import math
 import re
 import subprocess
 import sys
@@ -140,7 +141,8 @@ def test_keys_follow_the_documented_layout(at: float, prefix: str) -> None:
     key = capture_key(prefix, "my-ep", "AllTraffic", at)
     match = KEY.match(key)
     assert match is not None, key
-    moment = datetime.datetime.fromtimestamp(at, tz=datetime.UTC)
+    moment = datetime.datetime.fromtimestamp(math.floor(at), tz=datetime.UTC)
+    moment += datetime.timedelta(microseconds=int((at - math.floor(at)) * 1e6))
     assert (match["endpoint"], match["variant"]) == ("my-ep", "AllTraffic")
     found = tuple(int(match[g]) for g in ("y", "m", "d", "h", "mm", "ss", "ms"))
     wanted = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
@@ -334,3 +336,10 @@ def test_offer_after_close_is_counted_not_lost_silently(tmp_path: Path) -> None:
     writer.close()
     writer.offer(_exchange())
     assert writer.dropped_on_request == {"closed": 1}
+
+
+def test_a_record_at_the_end_of_an_hour_stays_in_that_hour() -> None:
+    at = 3599.9999999  # floats round up to 01:00:00.000000 if converted naively
+    record = json.loads(record_line(Exchange("v", at, None, b"", None, b""), _spec()))
+    assert record["eventMetadata"]["inferenceTime"] == "1970-01-01T00:59:59Z"
+    assert capture_key("", "ep", "v", at).startswith("ep/v/1970/01/01/00/59-59-999-")
