@@ -30,13 +30,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from smlocal.emulator.aws_errors import ACCOUNT_ID, AwsError, validation_error
+from smlocal.emulator.answer_headers import answer_header_rules
+from smlocal.emulator.aws_errors import ACCOUNT_ID, AwsError, load_error_table, validation_error
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus
 from smlocal.emulator.eventstream import exception_message, payload_part
 from smlocal.emulator.invocation import CUSTOM_ATTRIBUTES, StreamInterrupted, invoke, open_stream
 from smlocal.emulator.multi_model import TARGET_MODEL, MultiModelEndpoint, check_target_model
 from smlocal.emulator.request_rules import invoke_rules
-from smlocal.emulator.runtime_routes import route
+from smlocal.emulator.runtime_routes import endpoint_operations, route
 from smlocal.emulator.serverless import ServerlessEndpoint
 from smlocal.emulator.serverless_config import MAX_PAYLOAD_BYTES as SERVERLESS_MAX_BYTES
 from smlocal.emulator.shortcuts import first_in_service, ping_answer
@@ -102,6 +103,11 @@ class RuntimeApi:
 
     def __init__(self, endpoints: Mapping[str, Endpoint]) -> None:
         self.endpoints = endpoints
+        # Every table read from botocore's files is read now: lazily, the first error under
+        # file-descriptor exhaustion could not be answered (issue 11, defect 7).
+        load_error_table()
+        answer_header_rules()
+        endpoint_operations()
         self.rules = invoke_rules()
         self.stream_rules = invoke_rules("InvokeEndpointWithResponseStream")
         # Only routes :func:`runtime_routes.route` matched reach it: it never 404s or 405s.

@@ -32,7 +32,7 @@ from smlocal.emulator.asgi_errors import AwsShaped
 from smlocal.emulator.backend import ContainerBackend
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus, MonitorSettings
 from smlocal.emulator.errors import ConfigError, EndpointFailedError
-from smlocal.emulator.http_guard import guarded_protocol
+from smlocal.emulator.http_guard import HttpLimits, guarded_protocol
 from smlocal.emulator.metrics import EndpointMetrics
 from smlocal.emulator.runtime_api import create_app
 from smlocal.emulator.spec import EndpointSpec
@@ -66,6 +66,7 @@ class ServeOptions:
     port: int = 8080
     settings: MonitorSettings = field(default_factory=MonitorSettings)
     state: StateDir = field(default_factory=StateDir)
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
 
 
 @dataclass
@@ -236,8 +237,9 @@ async def serve(
             access_log=False,
             lifespan="off",
             loop="none",
-            http=guarded_protocol(),
-            timeout_keep_alive=60,
+            http=guarded_protocol(options.http_limits),
+            ws="none",
+            timeout_keep_alive=options.http_limits.keep_alive_s,
         )
     )
     with _stop_on_signals(stop):

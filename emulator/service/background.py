@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from smlocal.emulator.backend import ContainerBackend
 from smlocal.emulator.endpoint import MonitorSettings
+from smlocal.emulator.http_guard import HttpLimits
 from smlocal.emulator.server import bind_socket, fast_loop_factory
 from smlocal.emulator.service.process import run_service
 from smlocal.emulator.state import StateDir
@@ -31,6 +32,7 @@ def service_in_background(
     host: str = "127.0.0.1",
     ready_timeout_s: float = 60.0,
     invocation_timeout_s: float = 60.0,
+    http_limits: HttpLimits | None = None,
 ) -> Iterator[str]:
     sock = bind_socket(host, port)
     loop = (fast_loop_factory() or asyncio.new_event_loop)()
@@ -55,6 +57,7 @@ def service_in_background(
                     stop=stop,
                     on_ready=on_ready,
                     invocation_timeout_s=invocation_timeout_s,
+                    http_limits=http_limits,
                 )
             )
         except BaseException as error:

@@ -40,7 +40,7 @@ from smlocal.emulator.aws_errors import load_error_table
 from smlocal.emulator.backend import LABEL_SESSION, ContainerBackend, ContainerInfo
 from smlocal.emulator.endpoint import LogSink, MonitorSettings
 from smlocal.emulator.errors import ConfigError
-from smlocal.emulator.http_guard import guarded_protocol
+from smlocal.emulator.http_guard import HttpLimits, guarded_protocol, raise_open_files_limit
 from smlocal.emulator.runtime_api import RuntimeApi
 from smlocal.emulator.server import QuietServer, bind_socket, fast_loop_factory
 from smlocal.emulator.service.async_inference import AsyncInference
@@ -227,8 +227,10 @@ async def run_service(
     on_ready: Callable[[str], None] | None = None,
     registry_mirror: str | None = None,
     invocation_timeout_s: float = 60.0,
+    http_limits: HttpLimits | None = None,
 ) -> None:
     """Serve until ``stop`` is set. ``on_ready(url)`` once the port answers."""
+    http_limits = http_limits or HttpLimits()
     load_error_table()
     lock = _claim(state)
     host, port = sock.getsockname()[:2]
@@ -274,8 +276,9 @@ async def run_service(
             access_log=False,
             lifespan="off",
             loop="none",
-            http=guarded_protocol(),
-            timeout_keep_alive=60,
+            http=guarded_protocol(http_limits),
+            ws="none",
+            timeout_keep_alive=http_limits.keep_alive_s,
         )
     )
     record_path = _service_dir(state) / "server.json"
@@ -327,6 +330,7 @@ def main(
             "and S3 with this user's rights; the service checks no credentials",
             host,
         )
+    raise_open_files_limit()  # the connection limit then leaves room for the containers
     backend = DockerBackend()
     settings = MonitorSettings(
         ping_interval_s=ping_interval_s, host_cpus=backend.host_cpus(), host_ip="127.0.0.1"
