@@ -123,14 +123,14 @@ def test_quoted_csv_and_json_lines_give_the_same_profile(tmp_path: Path) -> None
 def _deequ_type(cells: list[str]) -> str:
     kinds = set()
     for cell in cells:
-        text = cell.strip()
+        text = cell.strip(" \t\n\r\x0b\x0c")  # ASCII whitespace only, as bytes.strip()
         if not text:
             continue
         if not text.isascii():  # Java's \\d, in Deequ's patterns, is ASCII only
             kinds.add("String")
             continue
         try:
-            number = float(text)
+            number = float(text.encode())  # bytes: ASCII whitespace only
         except ValueError:
             kinds.add("String")
             continue
@@ -149,7 +149,7 @@ def _deequ_type(cells: list[str]) -> str:
 _cell = st.one_of(
     st.integers(-(10**12), 10**12).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", " ", "true", "NaN", "1e5", "-0.0", "+3", "1_000", "٣"]),
+    st.sampled_from(["", " ", "true", "NaN", "1e5", "-0.0", "+3", "1_000", "٣", "\x1f", "\x1f1"]),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
             max_size=8),
 )  # fmt: skip
