@@ -168,7 +168,8 @@ def numeric_stats(
         return stats
     sketch = kll_doubles_sketch(KLL_K)
     sketch.update(nums)
-    stats.total = float(nums.sum())
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum past 1.8e308 is written "Infinity"
+        stats.total = float(nums.sum())
     stats.mean = stats.total / nums.size
     scale = float(np.abs(nums).max())
     # Population std (as the analyzer writes it), scaled so squares of huge values stay finite.

@@ -46,7 +46,9 @@ class CaptureSource:
         self.is_s3 = source.startswith("s3://")
         self._s3: Any = None
         if self.is_s3:
-            self.bucket, _, self.prefix = source.removeprefix("s3://").partition("/")
+            self.bucket, _, prefix = source.removeprefix("s3://").partition("/")
+            # A folder: s3://b/capture must not take s3://b/capture-old/... too.
+            self.prefix = f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
             if not self.bucket:
                 raise MonitorInputError(f"--capture {source}: no bucket (s3://BUCKET/PREFIX)")
 
@@ -82,7 +84,7 @@ class CaptureSource:
                 keys.extend(o["Key"] for o in page.get("Contents", []))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
             raise self._s3_error(error) from None
-        return [k[len(self.prefix) :].lstrip("/") for k in keys if k.endswith(".jsonl")]
+        return [k[len(self.prefix) :] for k in keys if k.endswith(".jsonl")]
 
     def read(self, file: CaptureFile) -> bytes:
         if not self.is_s3:
@@ -92,7 +94,7 @@ class CaptureSource:
                 raise MonitorInputError(f"--capture {self.source}: {error}") from None
         import botocore.exceptions
 
-        key = f"{self.prefix.rstrip('/')}/{file.rel}" if self.prefix else file.rel
+        key = f"{self.prefix}{file.rel}"
         try:
             body: bytes = self._client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:

@@ -61,6 +61,11 @@ def _capture_in_s3(bucket: str, prefix: str, rows: list[list[Any]], hour: dateti
         Body=capture_lines(rows, None, hour).encode(),
     )  # fmt: skip
     s3.put_object(Bucket=bucket, Key=f"{prefix}/shop-ep/AllTraffic/notes.txt", Body=b"ignored")
+    # A sibling prefix that merely starts with the same letters is not part of the capture.
+    s3.put_object(
+        Bucket=bucket, Key=f"{prefix}-old/{capture_key('other', hour)}",
+        Body=capture_lines([["x"] * 9], None, hour).encode(),
+    )  # fmt: skip
 
 
 def _queue_on_topic(name: str) -> tuple[str, str]:
