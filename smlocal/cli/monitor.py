@@ -215,6 +215,9 @@ def register(app: typer.Typer) -> None:
         Checks: data_type_check, completeness_check, baseline_drift_check,
         missing_column_check, extra_column_check, categorical_values_check.
         Exit 0 no violations, 1 violations found, 2 could not run (bad baseline, no records).
+
+        Example: `smlocal monitor run --capture s3://bucket/datacapture/my-endpoint --baseline
+        baseline/ --out report/ --start 2026-12-02T05 --end 2026-12-02T06 --cloudwatch`
         """
         with reported():
             from smlocal.monitor import CaptureWindow, MonitorRun, parse_time, run_monitor
