@@ -10,10 +10,11 @@ Public API (the ``smlocal monitor`` commands are a thin layer over it):
 * :class:`MonitorInputError` — the inputs cannot be used (exit 2).
 
 Modules by job: ``table`` (datasets as columns), ``profile`` (types, statistics, KLL),
-``files`` (the three JSON files), ``baseline``, ``capture`` (records of a window), ``checks``
-(the six checks and the drift distances), ``report`` (PNGs), ``alerts`` (SNS, CloudWatch),
-``run``. Monitoring reads capture files; it imports the emulator's core only, never its
-service, and nothing of contracts, load tests or promote.
+``files`` (the three JSON files), ``baseline``, ``sources`` (capture files in a directory or
+S3), ``capture`` (records of a window), ``checks`` (the six checks and the drift distances),
+``report`` (PNGs), ``alerts`` (SNS, CloudWatch), ``run``, ``schedule`` (hourly rounds).
+Monitoring reads capture files; it imports the emulator's core only, never its service, and
+nothing of contracts, load tests or promote.
 """
 
 if __name__ != "smlocal.monitor":  # reached as the checkout's bare top-level folder
