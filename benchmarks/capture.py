@@ -10,6 +10,9 @@ server), interleaved in rounds of sequential keep-alive requests:
    plus the writer's flush interval, so the records' encoding and writing are counted where
    they happen: in the same process, off the request path);
 3. that every captured request was written (records counted in the files afterwards).
+4. in this process: one captured request's cost on the request path (``offer_answer``) and
+   in the writer thread (encoding and writing), which the service-level CPU figure, at
+   /proc's 10 ms resolution and on a shared machine, can only bound.
 
 Run: .venv/bin/python benchmarks/capture.py [--requests 2000] [--rounds 5] [--s3]
 """
@@ -30,9 +33,10 @@ from typing import Any
 import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
-from runtime_api import _latencies, _quantile
+from runtime_api import BODY, _latencies, _quantile
 
-from smlocal.emulator.capture_writer import FLUSH_INTERVAL_S
+from smlocal.emulator.capture import CaptureSpec
+from smlocal.emulator.capture_writer import FLUSH_INTERVAL_S, CaptureWriter, LocalSink
 
 IMAGE = "smlocal-fixture/echo:latest"
 SMLOCAL = os.path.join(os.path.dirname(sys.executable), "smlocal")
@@ -104,6 +108,26 @@ def _count_records(destination: str, s3: Any) -> tuple[int, int]:
     return sum(len(b.splitlines()) for b in bodies), len(keys)
 
 
+def _in_process_costs(count: int = 20000) -> None:
+    """What one captured request costs on the request path (``offer_answer``: a sampling draw
+    and an append) and in the writer thread (encoding and writing), measured in this process."""
+    spec = CaptureSpec(sampling_percentage=100, destination="unused",
+                       csv_types=("text/csv",), json_types=("application/json",))  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        writer = CaptureWriter(spec, "bench", LocalSink(folder), flush_interval_s=3600,
+                               flush_records=10**9)  # fmt: skip
+        headers = {"content-type": "application/json"}
+        started = time.perf_counter()
+        for _ in range(count):
+            writer.offer_answer("AllTraffic", headers, BODY, "application/json", BODY)
+        on_path = (time.perf_counter() - started) / count
+        started = time.process_time()
+        writer.close()
+        off_path = (time.process_time() - started) / count
+    print(f"per captured request: {on_path * 1e6:.1f} us on the request path (offer), "
+          f"{off_path * 1e6:.1f} us CPU in the writer thread (encode + write)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="per endpoint and round")
@@ -151,6 +175,7 @@ def main() -> None:
         )
         records, files = _count_records(destination, s3)
         print(f"captured {records} of {sent} requests in {files} files ({destination})")
+        _in_process_costs()
     finally:
         subprocess.run([SMLOCAL, "server", "stop"], env=env, check=False)
         if moto is not None:
