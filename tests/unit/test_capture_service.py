@@ -25,6 +25,8 @@ from tests.unit.fakes import FakeBackend, FakeImage
 from tests.unit.test_capture import KEY
 from tests.unit.test_service import FAST, WAIT, Clients
 
+KMS_KEY = "arn:aws:kms:us-east-1:000000000000:key/capture"
+
 
 @pytest.fixture
 def backend() -> FakeBackend:
@@ -229,13 +231,16 @@ def test_s3_capture_lands_under_the_documented_keys(
 ) -> None:
     with service_in_background(backend, state=home, settings=FAST) as url:
         clients = Clients(url)
-        _deploy(clients, _capture("s3://captures/monitor/data-capture"))
+        _deploy(clients, _capture("s3://captures/monitor/data-capture", KmsKeyId=KMS_KEY))
         for i in range(3):
             _invoke(clients, f"{i},1".encode())
         _delete(clients)
     keys = [o["Key"] for o in moto.list_objects_v2(Bucket="captures")["Contents"]]
     assert keys and all(k.startswith("monitor/data-capture/ep/AllTraffic/") for k in keys)
     assert all(KEY.match(k) for k in keys)
+    for key in keys:  # KmsKeyId: written with SSE-KMS under that key, as AWS does
+        head = moto.head_object(Bucket="captures", Key=key)
+        assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
     lines = [
         json.loads(line)
         for k in keys
