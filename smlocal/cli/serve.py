@@ -174,6 +174,7 @@ def serve(
         str | None,
         typer.Option(
             "--capture",
+            metavar="DIR_OR_S3",
             help="Record requests and answers as SageMaker's data capture (DataCaptureConfig) "
             "to s3://bucket/prefix or a local directory: JSONL files under "
             "ENDPOINT/VARIANT/yyyy/mm/dd/hh/, text/csv as CSV, application/json as JSON, "
@@ -186,7 +187,10 @@ def serve(
     ] = None,
     capture_mode: Annotated[
         str | None,
-        typer.Option(help="What --capture records: Input, Output or InputAndOutput (default)."),
+        typer.Option(
+            metavar="MODE",
+            help="What --capture records: Input, Output or InputAndOutput (default).",
+        ),
     ] = None,
     port: Annotated[
         int,
