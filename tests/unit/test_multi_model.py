@@ -131,7 +131,9 @@ class Clients:
         self.sm = boto3.client("sagemaker", config=config, **kwargs)
         self.rt = boto3.client("sagemaker-runtime", config=config, **kwargs)
 
-    def deploy(self, name: str, image: str = "mme:1", cache: str = "Enabled") -> None:
+    def deploy(
+        self, name: str, image: str = "mme:1", cache: str = "Enabled", instances: int = 1
+    ) -> None:
         container = {
             "Image": image,
             "Mode": "MultiModel",
@@ -146,7 +148,7 @@ class Clients:
                     "VariantName": "AllTraffic",
                     "ModelName": f"{name}-m",
                     "InstanceType": "ml.m5.large",
-                    "InitialInstanceCount": 1,
+                    "InitialInstanceCount": instances,
                 }
             ],
         )
@@ -289,6 +291,18 @@ def test_models_directories_a_killed_service_left_are_swept(
     (container,) = service.backend.containers.values()
     assert container.run.models_dir is not None
     assert container.run.models_dir.parent.parent == parent  # <root>/<variant>
+
+
+def test_requests_go_to_an_instance_that_has_the_model(
+    service: Clients, server: FakeModelServer
+) -> None:
+    service.deploy("mme", instances=2)
+    for _ in range(4):
+        service.invoke("mme", "a.tar.gz")
+    # Round-robin alone would load it on the second instance too (the fake answers it 409).
+    assert server.loads == [model_name_for("a.tar.gz")]
+    assert service.metric('smlocal_model_cache_hit_sum{endpoint="mme"') == 3
+    assert service.metric('smlocal_loaded_model_count{endpoint="mme"') == 1
 
 
 def test_concurrent_first_requests_share_one_fetch_and_load(
