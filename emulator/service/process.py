@@ -268,6 +268,8 @@ async def run_service(
     )
     hosting.observers.append(asynchronous.on_endpoint_event)
     runtime = AsyncRouting(RuntimeApi(hosting.endpoints), asynchronous)
+    # Records only, before the API answers: nobody sees a job "InProgress" that nothing runs.
+    await transforms.recover()
     app = AwsShaped(ServiceApp(ControlPlane(hosting, transforms), runtime))
     server = QuietServer(
         uvicorn.Config(
@@ -288,7 +290,6 @@ async def run_service(
             await asyncio.sleep(0.01)
         record_path.write_text(json.dumps(asdict(ServiceRecord(os.getpid(), url, time.time()))))
         await hosting.recover(leftovers, logs.last_written)  # sweeps transform containers too
-        await transforms.recover()
         asynchronous.start()
         if on_ready is not None:
             on_ready(url)

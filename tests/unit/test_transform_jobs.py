@@ -282,3 +282,43 @@ def test_a_job_a_killed_service_left_running_is_failed_and_a_stopping_one_stoppe
     assert running["TransformJobStatus"] == "Failed"
     assert "not resumed" in running["FailureReason"] and running["TransformEndTime"]
     assert stopping["TransformJobStatus"] == "Stopped"
+
+
+def test_two_instances_share_the_requests(env: Env, backend: FakeBackend) -> None:
+    (env.root / "in" / "a.csv").write_bytes(_lines(60))
+    request = {"InstanceType": "ml.m5.large", "InstanceCount": 2}
+    env.job("two", model="echo", BatchStrategy="SingleRecord", TransformResources=request)
+    assert env.wait("two")["TransformJobStatus"] == "Completed"
+    served = [
+        sum(path == "/invocations" for path, _, _ in c.requests)
+        for c in backend.containers.values()
+    ]
+    assert len(served) == 2 and all(count > 0 for count in served), served
+    assert (env.root / "out" / "a.csv.out").read_bytes() == _lines(60)
+
+
+def test_a_request_over_its_timeout_fails_the_object(env: Env) -> None:
+    (env.root / "in" / "a.csv").write_bytes(b"slow,1,2\n")
+    env.job(
+        "late",
+        ModelClientConfig={"InvocationsTimeoutInSeconds": 1, "InvocationsMaxRetries": 0},
+    )
+    with pytest.raises(WaiterError):
+        env.wait("late")
+    GATE.set()
+    reason = env.sm.describe_transform_job(TransformJobName="late")["FailureReason"]
+    assert "no answer within InvocationsTimeoutInSeconds (1 s)" in reason
+    assert "on the first attempt" in reason
+
+
+def test_list_transform_jobs_pages_and_sorts(env: Env) -> None:
+    (env.root / "in" / "a.csv").write_bytes(_lines(1))
+    for name in ("p-c", "p-a", "p-b"):
+        env.job(name, model="echo")
+    for name in ("p-c", "p-a", "p-b"):
+        env.wait(name)
+    pages = env.sm.get_paginator("list_transform_jobs").paginate(
+        SortBy="Name", SortOrder="Ascending", NameContains="p-", PaginationConfig={"PageSize": 2}
+    )
+    names = [s["TransformJobName"] for page in pages for s in page["TransformJobSummaries"]]
+    assert names == ["p-a", "p-b", "p-c"]
