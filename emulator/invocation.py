@@ -22,6 +22,13 @@ from smlocal.emulator.answer_headers import answer_header_problem
 from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, model_error
 from smlocal.emulator.endpoint import Endpoint, Instance
 from smlocal.emulator.request_rules import invoke_rules
+from smlocal.emulator.sessions import (
+    NO_SESSION,
+    SessionAnswer,
+    SessionHeaderError,
+    route_session,
+    session_table,
+)
 
 __all__ = ["InvokeResult", "StreamAnswer", "StreamInterrupted", "invoke", "open_stream"]
 
@@ -37,6 +44,7 @@ class InvokeResult:
     content_type: str
     variant: str
     custom_attributes: str
+    session: SessionAnswer = NO_SESSION
 
 
 def _log_stream_arn(endpoint: str, instance: Instance) -> str:
@@ -143,7 +151,7 @@ async def invoke(
     ``received_at`` (``time.perf_counter()`` when the request arrived) makes OverheadLatency
     include the runtime API's own work, as CloudWatch's does.
     """
-    instance = endpoint.choose(target_variant)
+    instance = route_session(endpoint, headers, target_variant) or endpoint.choose(target_variant)
     name = endpoint.spec.name
     timeout_s = endpoint.spec.invocation_timeout_s
     max_bytes = invoke_rules().max_body_bytes
@@ -163,6 +171,7 @@ async def invoke(
             content_type = response.headers.get("Content-Type", "application/octet-stream")
             attributes = response.headers.get(CUSTOM_ATTRIBUTES, "")
             problem = answer_header_problem(response.headers)
+            answered = response.headers
     except (TimeoutError, *_UPSTREAM_ERRORS) as error:
         elapsed_us = int((time.perf_counter() - started) * 1e6)
         metrics.record(status=None, model_us=elapsed_us, total_us=elapsed_us)
@@ -185,10 +194,14 @@ async def invoke(
     if status >= 300:
         metrics.record(status=status, model_us=model_us, total_us=model_us)
         raise _status_error(name, instance, status, payload)
+    try:
+        session = session_table(endpoint).observe(instance, answered)
+    except SessionHeaderError as bad:
+        problem = problem or str(bad)
     if problem is not None:
         metrics.record(status=None, model_us=model_us, total_us=model_us)
         raise _answer_error(name, instance, status, problem)
-    result = InvokeResult(payload, content_type, instance.variant, attributes)
+    result = InvokeResult(payload, content_type, instance.variant, attributes, session)
     total_us = int((time.perf_counter() - arrived) * 1e6)
     metrics.record(status=status, model_us=model_us, total_us=total_us)
     return result
@@ -229,7 +242,7 @@ async def open_stream(
     ``chunks`` iterator raise :class:`StreamInterrupted`. The invocation timeout applies to
     each wait for data, so a long stream that keeps producing is never cut off.
     """
-    instance = endpoint.choose(target_variant)
+    instance = route_session(endpoint, headers, target_variant) or endpoint.choose(target_variant)
     name = endpoint.spec.name
     timeout_s = endpoint.spec.invocation_timeout_s
     metrics = endpoint.metrics.variant(instance.variant)

@@ -190,6 +190,7 @@ class RuntimeApi:
             "x-amzn-invoked-production-variant": result.variant,
             CUSTOM_ATTRIBUTES: result.custom_attributes,
             "x-amzn-requestid": request_id,
+            **result.session.headers(),  # stateful sessions: NewSessionId, ClosedSessionId
         }
         await _send(send, 200, answer_headers, result.body)
         if endpoint.capture is not None:  # DataCaptureConfig: buffered, written off this path
