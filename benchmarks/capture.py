@@ -171,7 +171,7 @@ def main() -> None:
         sent = _measure(pid, int(url.rsplit(":", 1)[1]), args.requests, args.rounds)
         sm.delete_endpoint(EndpointName="capture-on")  # flushes what is still buffered
         sm.get_waiter("endpoint_deleted").wait(
-            EndpointName="capture-on", WaiterConfig={"Delay": 0.2, "MaxAttempts": 600}
+            EndpointName="capture-on", WaiterConfig={"Delay": 1, "MaxAttempts": 120}
         )
         records, files = _count_records(destination, s3)
         print(f"captured {records} of {sent} requests in {files} files ({destination})")
