@@ -23,7 +23,7 @@ from typing import Any
 from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.service.client import ServiceError, sagemaker_client
 
-__all__ = ["TransformAsk", "TransformOutcome", "run_transform"]
+__all__ = ["TransformAsk", "TransformOutcome", "check_image", "run_transform"]
 
 TRANSFORM_TAG = "smlocal:transform"
 _POLL_S = 0.25
@@ -125,6 +125,16 @@ def _location(where: str, *, must_exist: bool) -> str:
     if must_exist and not path.exists():
         raise ConfigError(f"{where}: no such file or directory")
     return str(path.resolve())
+
+
+def check_image(image: str) -> None:
+    """A local image that is not in the engine is a usage error now, not a Failed job later
+    (an ECR URI is the service's to resolve)."""
+    if ".dkr.ecr." in image:
+        return
+    from smlocal.emulator.docker_backend import DockerBackend
+
+    DockerBackend().image_info(image)
 
 
 @dataclass(frozen=True)

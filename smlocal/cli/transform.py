@@ -177,7 +177,11 @@ def register(app: typer.Typer) -> None:
         text/csv --strategy MultiRecord --concurrency 2`
         """
         from smlocal.emulator.service.quick_serve import ServiceSettings, service_for
-        from smlocal.emulator.service.quick_transform import TransformAsk, run_transform
+        from smlocal.emulator.service.quick_transform import (
+            TransformAsk,
+            check_image,
+            run_transform,
+        )
         from smlocal.emulator.state import StateDir
 
         with reported():
@@ -206,6 +210,7 @@ def register(app: typer.Typer) -> None:
                 retries=retries,
             )
             ask.job_request()  # a missing local input is a usage error before anything starts
+            check_image(image)
             with (
                 service_for(StateDir(), ServiceSettings(port=port), detach=False) as service,
                 talking_to(service.url),

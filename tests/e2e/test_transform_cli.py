@@ -94,7 +94,13 @@ def test_bad_input_exits_2_before_anything_runs(smlocal_home: Path, tmp_path: Pa
     )  # fmt: skip
     assert refused.returncode == 2, refused.stderr
     assert "not in SageMaker's subset" in refused.stderr
-    assert "Traceback" not in missing.stderr + refused.stderr
+    no_image = _run(
+        "smlocal-fixture/no-such-image:latest", "--input", str(tmp_path / "in"),
+        "--output", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert no_image.returncode == 2, no_image.stderr
+    assert "is not in the local Docker engine" in no_image.stderr
+    assert "Traceback" not in missing.stderr + refused.stderr + no_image.stderr
 
 
 def test_ctrl_c_stops_the_job_and_leaves_nothing(
