@@ -59,8 +59,7 @@ def record_pass(report: SuiteReport, state: StateDir | None = None) -> PassRecor
         warnings=report.counts()["warnings"],
         wall_s=round(report.wall_s, 3),
     )
-    folder = _folder(state)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = (state or StateDir()).private_dir("contracts", "passes")  # owner-only records
     path = folder / f"{_key(record.image_id, record.model_digest, record.spec_digest)}.json"
     temp = path.with_suffix(f".{os.getpid()}.tmp")
     temp.write_text(json.dumps(asdict(record), indent=2))

@@ -5,6 +5,12 @@ Owns every call to the Docker engine: starting a model container with SageMaker'
 port 8080 published on the loopback address), reading its state and logs, and stopping it
 the way SageMaker does (SIGTERM, then SIGKILL after the grace period).
 
+Every container is hardened like an instance: at most :data:`PIDS_LIMIT` processes and
+threads, ``no-new-privileges``, and no container but the host's smlocal can reach it: it
+joins :data:`SERVING_NETWORK` (a bridge with inter-container traffic off; Docker keeps other
+networks, the default bridge included, from reaching it) with its port published on the
+loopback address, as before.
+
 EnableNetworkIsolation (a run on :data:`~emulator.backend.ISOLATED_NETWORK`): the container
 joins only a Docker network made ``internal`` (no route out of the host) with inter-container
 traffic off, and nothing is published (Docker publishes no port on an internal network); the
@@ -39,7 +45,7 @@ from smlocal.emulator.backend import (
 )
 from smlocal.emulator.errors import BackendError, ImageNotFoundError
 
-__all__ = ["DockerBackend"]
+__all__ = ["PIDS_LIMIT", "SERVING_NETWORK", "DockerBackend"]
 
 log = logging.getLogger(__name__)
 MODEL_DIR = "/opt/ml/model"
@@ -47,6 +53,13 @@ MODELS_DIR = "/opt/ml/models"  # a multi-model endpoint's (reference §D.1)
 # The isolated network's Linux bridge, named so the firewall rule can name it.
 ISOLATED_BRIDGE = "smlocal-iso0"
 _NO_ICC = "com.docker.network.bridge.enable_icc"
+# Every other model container's network: a bridge like Docker's default one (published ports,
+# a route out) but with traffic between its containers off, so only the host reaches them.
+SERVING_NETWORK = "smlocal-serving"
+SERVING_BRIDGE = "smlocal-srv0"
+# A process table bound per container (threads count): a fork bomb stops there, a model
+# server's workers and threads fit. SageMaker's own figure is not published.
+PIDS_LIMIT = 4096
 
 
 class DockerBackend:
@@ -54,6 +67,7 @@ class DockerBackend:
         self._client_override = client
         self._client_cached: Any | None = None
         self._isolated_ready = False
+        self._serving_ready = False
         self._isolated_lock = threading.Lock()
 
     @property
@@ -135,6 +149,10 @@ class DockerBackend:
             # No swap: an instance's memory is all a model gets, as on SageMaker.
             "memswap_limit": run.memory_bytes,
             "privileged": False,
+            # Hardened like an instance: a bounded process table, no privilege gained by
+            # setuid binaries or file capabilities.
+            "pids_limit": PIDS_LIMIT,
+            "security_opt": ["no-new-privileges:true"],
             "detach": True,
         }
         if run.network == ISOLATED_NETWORK:
@@ -142,6 +160,9 @@ class DockerBackend:
         if run.network is not None:
             options["network"] = run.network
         else:
+            # Not the default bridge: another container there (or of another endpoint) could
+            # reach this one's address; on the serving network only the host can.
+            options["network"] = self.ensure_serving_network()
             options["ports"] = {f"{run.container_port}/tcp": (run.host_ip, None)}
         try:
             container = self._client.containers.run(run.image, **options)
@@ -155,7 +176,7 @@ class DockerBackend:
         direct = self._bridge(container.attrs, run.container_port)
         published = self._published(container.attrs, run.host_ip, run.container_port)
         if run.network is not None and direct is not None:
-            published = direct  # nothing is published on a custom network: use its address
+            published = direct  # nothing is published on an internal network: use its address
         return RunningContainer(id=container.id, name=run.name, published=published, direct=direct)
 
     def ensure_isolated_network(self) -> str:
@@ -166,6 +187,44 @@ class DockerBackend:
                 _refuse_new_connections_to_host(bridge)
                 self._isolated_ready = True
         return ISOLATED_NETWORK
+
+    def ensure_serving_network(self) -> str:
+        """Make (once) and return the network every other model container joins."""
+        with self._isolated_lock:
+            if not self._serving_ready:
+                self._network(SERVING_NETWORK, "serving", internal=False, bridge=SERVING_BRIDGE)
+                self._serving_ready = True
+        return SERVING_NETWORK
+
+    def _network(self, name: str, label: str, *, internal: bool, bridge: str) -> None:
+        """Create ``name`` (a bridge with traffic between its containers off) unless a network
+        of that name carries our label and the same settings already."""
+        found = self._client.networks.list(names=[name])
+        network = next((n for n in found if n.name == name), None)
+        if network is not None:
+            attrs = network.attrs
+            ours = (attrs.get("Labels") or {}).get(LABEL_NETWORK) == label
+            icc = (attrs.get("Options") or {}).get(_NO_ICC)
+            if ours and icc == "false" and bool(attrs.get("Internal")) == internal:
+                return
+            raise BackendError(
+                f"the Docker network {name!r} exists but is not the one smlocal makes (label "
+                f"{LABEL_NETWORK}={label}, traffic between containers off): remove it "
+                f"(`docker network rm {name}`) and smlocal makes a proper one"
+            )
+        try:
+            self._client.networks.create(
+                name,
+                driver="bridge",
+                internal=internal,
+                labels={LABEL_NETWORK: label},
+                options={_NO_ICC: "false", "com.docker.network.bridge.name": bridge},
+            )
+        except docker.errors.APIError as error:
+            if not self._client.networks.list(names=[name]):  # not made by a racing call
+                raise BackendError(
+                    f"cannot create the Docker network {name!r}: {error.explanation}"
+                ) from None
 
     def _isolated_network(self) -> str:
         """The isolated network's bridge interface, creating the network if need be."""

@@ -9,8 +9,10 @@ contract-test ledger.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
 from pathlib import Path
 
 from smlocal.emulator.errors import ConfigError
@@ -76,11 +78,35 @@ class StateDir:
             )
         return self.root / "logs" / f"{name}.log"
 
+    def private_dir(self, *parts: str) -> Path:
+        """``ROOT/parts...``, made if need be, and it and every folder made for it readable by
+        the owner only (0700): logs, the service's records and the ledger hold data (container
+        output, environments, tags). A root smlocal did not make keeps its mode (it may be a
+        folder the user shares on purpose); what smlocal keeps in it does not."""
+        if not self.root.exists():
+            self.root.mkdir(parents=True, mode=0o700)
+            _owner_only(self.root, 0o700)  # mkdir's mode is cut by the umask
+        path = self.root
+        for part in parts:
+            path = path / part
+            path.mkdir(exist_ok=True, mode=0o700)
+            _owner_only(path, 0o700)
+        return path
+
     def log_file(self, name: str) -> Path:
         """``logs/NAME.log``, made if need be, readable by the owner only (container output
         can hold data)."""
         path = self.log_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.private_dir(path.parent.name)
         if not path.exists():
             path.touch(mode=0o600)
+        _owner_only(path, 0o600)
         return path
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    """Give ``path`` ``mode`` when group or others could read it (only if it is ours)."""
+    with contextlib.suppress(OSError):
+        found = path.stat()
+        if found.st_uid == os.getuid() and stat.S_IMODE(found.st_mode) & 0o077:
+            path.chmod(mode)

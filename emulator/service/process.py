@@ -73,9 +73,7 @@ class ServiceRecord:
 
 
 def _service_dir(state: StateDir) -> Path:
-    folder = state.root / "service"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return folder
+    return state.private_dir("service")
 
 
 def _lock_path(state: StateDir) -> Path:
@@ -261,7 +259,7 @@ async def run_service(
         backend,
         cache_dir=state.cache,
         work_dir=_service_dir(state) / "transform",
-        log_dir=state.root / "logs" / "transform-jobs",
+        log_dir=state.private_dir("logs") / "transform-jobs",
         settings=settings,
         session_id=service_id,
         resolve_image=hosting._resolve_image,

@@ -22,7 +22,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from smlocal.emulator.backend import ISOLATED_NETWORK, LABEL_ENDPOINT
-from smlocal.emulator.docker_backend import DockerBackend
+from smlocal.emulator.docker_backend import SERVING_NETWORK, DockerBackend
 from smlocal.emulator.endpoint import MonitorSettings
 from smlocal.emulator.service.background import service_in_background
 from smlocal.emulator.state import StateDir
@@ -158,8 +158,9 @@ def test_isolated_endpoint_serves_and_cannot_reach_out(
         assert not isolated.attrs["NetworkSettings"]["Ports"]  # nothing published
         gateway = networks[ISOLATED_NETWORK]["Gateway"]
         networked.reload()
-        neighbour = networked.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
-        docker0 = networked.attrs["NetworkSettings"]["Networks"]["bridge"]["Gateway"]
+        # A model container with network is on smlocal's serving network (not Docker's bridge).
+        neighbour = networked.attrs["NetworkSettings"]["Networks"][SERVING_NETWORK]["IPAddress"]
+        docker0 = networked.attrs["NetworkSettings"]["Networks"][SERVING_NETWORK]["Gateway"]
 
         port = host_server.port
         on_host = [f"{a}:{port}" for a in [*host_addresses(), docker0, gateway]]

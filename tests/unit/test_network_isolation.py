@@ -12,7 +12,12 @@ import pytest
 
 from smlocal.emulator import docker_backend
 from smlocal.emulator.backend import ISOLATED_NETWORK, LABEL_NETWORK, ContainerRun
-from smlocal.emulator.docker_backend import ISOLATED_BRIDGE, DockerBackend
+from smlocal.emulator.docker_backend import (
+    ISOLATED_BRIDGE,
+    PIDS_LIMIT,
+    SERVING_NETWORK,
+    DockerBackend,
+)
 from smlocal.emulator.errors import BackendError
 from smlocal.emulator.service.specs import endpoint_spec
 from smlocal.emulator.spec import build_spec
@@ -70,8 +75,8 @@ class _Networks:
 class _Container:
     id = "c" * 64
 
-    def __init__(self, network: str | None) -> None:
-        ports = {} if network else {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}]}
+    def __init__(self, network: str | None, published: bool) -> None:
+        ports = {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}]} if published else {}
         networks = {network or "bridge": {"IPAddress": "172.30.0.2"}}
         self.attrs = {"NetworkSettings": {"Ports": ports, "Networks": networks}}
 
@@ -85,7 +90,7 @@ class _Containers:
 
     def run(self, image: str, **options: Any) -> _Container:
         self.client.runs.append(options)
-        return _Container(options.get("network"))
+        return _Container(options.get("network"), "ports" in options)
 
 
 class _Images:
@@ -149,12 +154,41 @@ def test_isolated_run_joins_an_internal_network_made_once(iptables: list[list[st
     assert iptables == [["-w", "-C", *rule], ["-w", "-I", *rule]]
 
 
-def test_a_run_with_network_publishes_its_port(iptables: list[list[str]]) -> None:
+def test_a_run_with_network_publishes_its_port_on_the_serving_network(
+    iptables: list[list[str]],
+) -> None:
     client = _Client()
     container = DockerBackend(client).start(_run(network=None))
-    assert client.created == [] and iptables == []
+    DockerBackend(client).start(_run(network=None))  # a restarted service reuses it
+    assert iptables == []
+    assert [name for name, _ in client.created] == [SERVING_NETWORK]
+    options = client.created[0][1]
+    assert options["internal"] is False  # a route out, as an instance has
+    assert options["labels"] == {LABEL_NETWORK: "serving"}
+    assert options["options"]["com.docker.network.bridge.enable_icc"] == "false"
+    assert client.runs[0]["network"] == SERVING_NETWORK
     assert client.runs[0]["ports"] == {"8080/tcp": ("127.0.0.1", None)}
     assert container.published == ("127.0.0.1", 49153)
+
+
+@pytest.mark.parametrize("network", [None, ISOLATED_NETWORK])
+def test_every_container_is_hardened(iptables: list[list[str]], network: str | None) -> None:
+    client = _Client()
+    DockerBackend(client).start(_run(network=network))
+    run = client.runs[0]
+    assert run["pids_limit"] == PIDS_LIMIT
+    assert run["security_opt"] == ["no-new-privileges:true"]
+    assert run["privileged"] is False
+
+
+def test_a_serving_network_of_that_name_with_icc_on_is_refused(
+    iptables: list[list[str]],
+) -> None:
+    client = _Client()
+    client.networks.create(SERVING_NETWORK, labels={LABEL_NETWORK: "serving"})
+    with pytest.raises(BackendError, match="traffic between containers off"):
+        DockerBackend(client).start(_run(network=None))
+    assert client.runs == []
 
 
 def test_an_existing_isolated_network_is_reused(iptables: list[list[str]]) -> None:
