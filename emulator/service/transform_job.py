@@ -29,7 +29,7 @@ import aiohttp
 from smlocal.emulator.artifacts import stage_models
 from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.backend import ContainerBackend
-from smlocal.emulator.endpoint import LogSink, MonitorSettings
+from smlocal.emulator.endpoint import Instance, LogSink, MonitorSettings
 from smlocal.emulator.errors import SmlocalError
 from smlocal.emulator.service.transform_dataproc import DataProcessing
 from smlocal.emulator.service.transform_input import (
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 600
 DEFAULT_RETRIES = 3
 _BATCHES_PER_READ = 64
+_NO_INSTANCE_POLL_S = 0.1
 _MAX_REASON = 1024
 _ANSWER_SNIPPET = 300
 
@@ -185,15 +186,15 @@ class TransformRun:
 
     async def _execution_parameters(self) -> dict[str, Any]:
         assert self.fleet is not None
-        instance = self.fleet.choose()
         try:
+            instance = await self._instance()
             async with self.fleet.http.get(
                 instance.url("/execution-parameters"), timeout=aiohttp.ClientTimeout(total=5)
             ) as response:
                 if response.status != 200:
                     return {}
                 text = (await response.read()).decode("utf-8", errors="replace")
-        except (TimeoutError, aiohttp.ClientError):
+        except (TimeoutError, aiohttp.ClientError, _ObjectFailed):
             return {}
         offered = offered_settings(text)
         if not offered:
@@ -305,8 +306,8 @@ class TransformRun:
         for attempt in range(self.retries + 1):
             if attempt:
                 await asyncio.sleep(min(0.2 * attempt, 2.0))
+            instance = await self._instance()
             try:
-                instance = self.fleet.choose()
                 async with self.fleet.http.post(
                     instance.url("/invocations"), data=body, headers=headers, timeout=timeout
                 ) as response:
@@ -320,10 +321,23 @@ class TransformRun:
                 last = f"no answer within InvocationsTimeoutInSeconds ({self.timeout_s:g} s)"
             except aiohttp.ClientError as error:
                 last = f"connection to the container failed: {error.__class__.__name__}"
-            except AwsError as error:  # no healthy instance right now
-                last = error.message
         tries = f"after {attempt + 1} attempt(s)" if attempt else "on the first attempt"
         raise _ObjectFailed(f"{last} ({tries})")
+
+    async def _instance(self) -> Instance:
+        """A healthy instance; while none is (one failing its health checks is being
+        replaced), wait for one, up to the startup window, without spending a retry."""
+        assert self.fleet is not None
+        deadline = time.monotonic() + self.spec.startup_timeout_s
+        while True:
+            try:
+                return self.fleet.choose()
+            except AwsError as error:
+                if time.monotonic() >= deadline:
+                    raise _ObjectFailed(
+                        f"{error.message} (none for {self.spec.startup_timeout_s:g} s)"
+                    ) from None
+            await asyncio.sleep(_NO_INSTANCE_POLL_S)
 
 
 def _as_is(raw: bytes) -> bytes:
