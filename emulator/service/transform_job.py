@@ -31,6 +31,7 @@ from smlocal.emulator.aws_errors import AwsError
 from smlocal.emulator.backend import ContainerBackend
 from smlocal.emulator.endpoint import Instance, LogSink, MonitorSettings
 from smlocal.emulator.errors import SmlocalError
+from smlocal.emulator.placement import placement_warnings
 from smlocal.emulator.service.transform_dataproc import DataProcessing
 from smlocal.emulator.service.transform_input import (
     MB,
@@ -132,6 +133,14 @@ class TransformRun:
 
     async def _run(self) -> None:
         variant = self.spec.variants[0]
+        inspect = getattr(self.backend, "image_info", None)
+        if inspect is not None:  # what this host cannot give the instance type, as for endpoints
+            try:
+                warnings = placement_warnings(self.spec, inspect)
+            except SmlocalError as error:  # e.g. no such image
+                raise JobFailed(f"ClientError: {error}") from None
+            for warning in warnings:
+                log.warning("transform job %s: %s", self.spec.name, warning)
         try:
             models = await stage_models({variant.name: variant.model}, self.cache_dir)
         except SmlocalError as error:

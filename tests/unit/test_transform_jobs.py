@@ -322,3 +322,13 @@ def test_list_transform_jobs_pages_and_sorts(env: Env) -> None:
     )
     names = [s["TransformJobName"] for page in pages for s in page["TransformJobSummaries"]]
     assert names == ["p-a", "p-b", "p-c"]
+
+
+def test_an_image_the_engine_lacks_fails_the_job_with_the_reason(env: Env) -> None:
+    (env.root / "in" / "a.csv").write_bytes(_lines(1))
+    env.sm.create_model(ModelName="ghost", PrimaryContainer={"Image": "ghost:1"})
+    env.job("ghost", model="ghost")
+    with pytest.raises(WaiterError):
+        env.wait("ghost")
+    reason = env.sm.describe_transform_job(TransformJobName="ghost")["FailureReason"]
+    assert reason.startswith("ClientError: ") and "ghost:1" in reason
