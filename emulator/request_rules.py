@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import botocore.session
 
-from smlocal.emulator.aws_errors import AwsError, validation_error
+from smlocal.emulator.aws_errors import validation_error
 
 __all__ = ["HeaderRule", "InvokeRules", "invoke_rules"]
 
@@ -49,16 +49,7 @@ class HeaderRule:
     sensitive: bool
 
 
-def _violation(member: str, value: str, rule: str, *, sensitive: bool) -> AwsError:
-    shown = "***" if sensitive else value
-    field_name = member[0].lower() + member[1:]
-    return validation_error(
-        f"1 validation error detected: Value '{shown}' at '{field_name}' "
-        f"failed to satisfy constraint: {rule}"
-    )
-
-
-def _check(
+def _problems(
     member: str,
     value: str,
     *,
@@ -67,28 +58,25 @@ def _check(
     pattern: re.Pattern[str] | None,
     raw_pattern: str | None,
     sensitive: bool,
-) -> None:
+) -> list[str]:
+    """Every constraint ``value`` breaks, each in AWS's words."""
+    shown = "***" if sensitive else value
+    where = f"Value '{shown}' at '{member[0].lower() + member[1:]}' failed to satisfy constraint:"
+    found = []
     if len(value) < min_length:
-        raise _violation(
-            member,
-            value,
-            f"Member must have length greater than or equal to {min_length}",
-            sensitive=sensitive,
-        )
+        found.append(f"{where} Member must have length greater than or equal to {min_length}")
     if max_length is not None and len(value) > max_length:
-        raise _violation(
-            member,
-            value,
-            f"Member must have length less than or equal to {max_length}",
-            sensitive=sensitive,
-        )
+        found.append(f"{where} Member must have length less than or equal to {max_length}")
     if pattern is not None and not pattern.fullmatch(value):
-        raise _violation(
-            member,
-            value,
-            f"Member must satisfy regular expression pattern: {raw_pattern}",
-            sensitive=sensitive,
-        )
+        found.append(f"{where} Member must satisfy regular expression pattern: {raw_pattern}")
+    return found
+
+
+def _raise_if_any(problems: list[str]) -> None:
+    """AWS's aggregated ValidationError: ``N validation errors detected: ...; ...``."""
+    if problems:
+        noun = "error" if len(problems) == 1 else "errors"
+        raise validation_error(f"{len(problems)} validation {noun} detected: {'; '.join(problems)}")
 
 
 @dataclass(frozen=True)
@@ -102,7 +90,10 @@ class InvokeRules:
     headers: tuple[HeaderRule, ...]
 
     def check_endpoint_name(self, name: str) -> None:
-        _check(
+        _raise_if_any(self._name_problems(name))
+
+    def _name_problems(self, name: str) -> list[str]:
+        return _problems(
             "EndpointName",
             name,
             min_length=1,
@@ -112,17 +103,21 @@ class InvokeRules:
             sensitive=False,
         )
 
-    def forwarded_headers(self, request_headers: Mapping[str, str]) -> dict[str, str]:
+    def forwarded_headers(
+        self, request_headers: Mapping[str, str], *, endpoint_name: str | None = None
+    ) -> dict[str, str]:
         """The modelled headers present in ``request_headers``, validated; others dropped.
 
-        Raises AwsError(ValidationError) on the first header that breaks its rule.
+        Raises AwsError(ValidationError) naming every constraint broken, the endpoint name's
+        (when given) first, as AWS reports them all at once.
         """
+        problems = self._name_problems(endpoint_name) if endpoint_name is not None else []
         forwarded: dict[str, str] = {}
         for rule in self.headers:
             value = request_headers.get(rule.header)
             if value is None:
                 continue
-            _check(
+            problems += _problems(
                 rule.member,
                 value,
                 min_length=rule.min_length,
@@ -132,6 +127,7 @@ class InvokeRules:
                 sensitive=rule.sensitive,
             )
             forwarded[rule.forward_as] = value
+        _raise_if_any(problems)
         return forwarded
 
 

@@ -34,6 +34,7 @@ from smlocal.emulator.answer_headers import answer_header_rules
 from smlocal.emulator.aws_errors import ACCOUNT_ID, AwsError, load_error_table, validation_error
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus
 from smlocal.emulator.eventstream import exception_message, payload_part
+from smlocal.emulator.feature_headers import check_feature_headers
 from smlocal.emulator.invocation import CUSTOM_ATTRIBUTES, StreamInterrupted, invoke, open_stream
 from smlocal.emulator.multi_model import TARGET_MODEL, MultiModelEndpoint, check_target_model
 from smlocal.emulator.request_rules import invoke_rules
@@ -160,8 +161,9 @@ class RuntimeApi:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         endpoint: Endpoint | None = None
         try:
+            forwarded = self.rules.forwarded_headers(headers, endpoint_name=name)
             endpoint = self.lookup(name)
-            forwarded = self.rules.forwarded_headers(headers)
+            check_feature_headers(endpoint.spec.name, forwarded)
             target = forwarded.pop(TARGET_VARIANT, None)
             target_model = forwarded.get(TARGET_MODEL)  # forwarded too: AWS passes it on
             check_target_model(endpoint, target_model, request_id)
@@ -203,8 +205,9 @@ class RuntimeApi:
         request_id = str(uuid.uuid4())
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
+            forwarded = self.stream_rules.forwarded_headers(headers, endpoint_name=name)
             endpoint = self.lookup(name)
-            forwarded = self.stream_rules.forwarded_headers(headers)
+            check_feature_headers(endpoint.spec.name, forwarded)
             target = forwarded.pop(TARGET_VARIANT, None)
             check_target_model(endpoint, None, request_id)  # no TargetModel in this operation
             serverless = isinstance(endpoint, ServerlessEndpoint)

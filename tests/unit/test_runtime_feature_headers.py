@@ -1,0 +1,110 @@
+"""InvokeEndpoint's input as SageMaker judges it, through boto3 and the fake backend: every
+broken constraint in one aggregated ValidationError, and headers for features the endpoint
+lacks refused instead of forwarded and answered 200."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from smlocal.emulator.endpoint import MonitorSettings
+from smlocal.emulator.service.background import service_in_background
+from smlocal.emulator.state import StateDir
+from tests.unit.fakes import FakeBackend, FakeImage
+
+FAST = MonitorSettings(ping_interval_s=0.2, stop_grace_s=1)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[tuple[Any, FakeBackend]]:
+    backend = FakeBackend({"echo:1": FakeImage()})
+    with service_in_background(backend, state=StateDir(tmp_path), settings=FAST) as url:
+        config = Config(
+            signature_version=UNSIGNED,
+            retries={"total_max_attempts": 1},
+            parameter_validation=False,  # the service judges, as AWS does
+        )
+        kwargs: dict[str, Any] = {"endpoint_url": url, "region_name": "us-east-1", "config": config}
+        sm, rt = boto3.client("sagemaker", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
+        sm.create_model(ModelName="m", PrimaryContainer={"Image": "echo:1"})
+        variant = {"VariantName": "A", "ModelName": "m", "InstanceType": "ml.m5.large",
+                   "InitialInstanceCount": 1}  # fmt: skip
+        sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[variant])
+        sm.create_endpoint(EndpointName="ep", EndpointConfigName="c")
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName="ep", WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
+        )
+        yield rt, backend
+
+
+def _error(call: Any) -> tuple[str, str]:
+    with pytest.raises(ClientError) as caught:
+        call()
+    error = caught.value.response["Error"]
+    return str(error["Code"]), str(error["Message"])
+
+
+def test_every_broken_constraint_is_reported_at_once(runtime: tuple[Any, FakeBackend]) -> None:
+    rt, backend = runtime
+    code, message = _error(
+        lambda: rt.invoke_endpoint(
+            EndpointName="ep",
+            Body=b"x",
+            ContentType="t" * 1025,
+            SessionId="not a session",
+            InferenceId="",
+        )
+    )
+    assert code == "ValidationError"
+    # an empty InferenceId breaks two constraints (min length 1, the pattern): 4 in all
+    assert message.startswith("4 validation errors detected: ")
+    assert message.count("failed to satisfy constraint") == 4
+    for member in ("contentType", "sessionId", "inferenceId"):
+        assert f"at '{member}'" in message
+    code, message = _error(
+        lambda: rt.invoke_endpoint(EndpointName="ep", Body=b"x", CustomAttributes="a" * 1025)
+    )
+    assert message == (
+        "1 validation error detected: Value '***' at 'customAttributes' failed to satisfy "
+        "constraint: Member must have length less than or equal to 1024"
+    )
+    assert not any(c.requests for c in backend.containers.values())  # nothing forwarded
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "text"),
+    [
+        (
+            "TargetContainerHostname",
+            "c1",
+            "is not configured for direct invocation of its containers",
+        ),
+        ("InferenceComponentName", "ic-1", "has no inference components"),
+        ("EnableExplanations", "`true`", "is not configured with a ClarifyExplainerConfig"),
+    ],
+)
+def test_headers_for_features_the_endpoint_lacks_are_refused(
+    runtime: tuple[Any, FakeBackend], member: str, value: str, text: str
+) -> None:
+    rt, backend = runtime
+    code, message = _error(
+        lambda: rt.invoke_endpoint(EndpointName="ep", Body=b"x", **{member: value})
+    )
+    assert code == "ValidationError"
+    assert message.startswith(f"Endpoint ep {text} and does not support ")
+    if member != "EnableExplanations":  # the response stream has the other two
+        code, message = _error(
+            lambda: rt.invoke_endpoint_with_response_stream(
+                EndpointName="ep", Body=b"x", **{member: value}
+            )
+        )
+        assert code == "ValidationError" and text in message
+    assert not any(c.requests for c in backend.containers.values())
+    assert rt.invoke_endpoint(EndpointName="ep", Body=b"fine")["Body"].read() == b"fine"
