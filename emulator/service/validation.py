@@ -247,6 +247,9 @@ def _rules(shape: Shape, local_ok: bool) -> list[_Rule]:
     return rules
 
 
+# A transform job's S3OutputPath may name a local directory too (`smlocal transform --output
+# DIR`), as its input's S3Uri may.
+_LOCAL_OUTPUT_MEMBERS = frozenset({"S3OutputPath"})
 _built: dict[tuple[str, bool], _Node] = {}
 _lock = threading.Lock()
 
@@ -265,7 +268,7 @@ def _node(shape: Shape, local_ok: bool = False) -> _Node:
     if isinstance(shape, StructureShape):
         required = set(shape.required_members)
         for name, member in shape.members.items():
-            child = _node(member, name in _LOCAL_PATH_MEMBERS)
+            child = _node(member, name in _LOCAL_PATH_MEMBERS or name in _LOCAL_OUTPUT_MEMBERS)
             node.members.append((name, name[:1].lower() + name[1:], child, name in required))
             node.sensitive |= child.sensitive
     elif isinstance(shape, ListShape):
