@@ -57,7 +57,9 @@ def _loop(rt: Any, bodies: list[str]) -> float:
 
 
 def _batches(lines: list[str], limit: int) -> list[str]:
-    bodies, current, size = [], [], 0
+    bodies: list[str] = []
+    current: list[str] = []
+    size = 0
     for line in lines:
         if current and size + len(line) + 1 > limit:
             bodies.append("".join(current))
@@ -166,7 +168,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
         )  # fmt: skip
         sm.create_endpoint(EndpointName="bench-transform", EndpointConfigName="bench-transform")
         sm.get_waiter("endpoint_in_service").wait(
-            EndpointName="bench-transform", WaiterConfig={"Delay": 0.2, "MaxAttempts": 600}
+            EndpointName="bench-transform", WaiterConfig={"Delay": 1, "MaxAttempts": 600}
         )
         single = [line + "\n" for line in lines[: args.loop_records]]
         batched = _batches(lines, args.max_payload_mb * 1024 * 1024)
