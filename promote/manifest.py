@@ -119,6 +119,11 @@ class Manifest:
         self.save()
         return resource
 
+    def forget(self, resource: Resource) -> None:
+        """Drop a resource recorded ahead of a call that then made nothing."""
+        self.resources.remove(resource)
+        self.save()
+
     def mark_deleted(self, resource: Resource) -> None:
         resource.deleted_at = now()
         self.save()

@@ -33,6 +33,8 @@ __all__ = [
 
 _PART = 8 * 1024 * 1024
 _NOT_FOUND = ("404", "NoSuchBucket", "NotFound")
+# An s3-object recorded before its upload was confirmed: the deployment id whose tag marks it.
+UNCONFIRMED = "unconfirmed_upload"
 
 
 def _local_models(dep: Deployment) -> list[str]:
@@ -166,6 +168,21 @@ def _upload_one(dep: Deployment, model: str) -> None:
         if _uploaded_sha256(dep, bucket, key) == sha256:
             dep.reporter.info(f"s3://{bucket}/{key} is already uploaded")
             return
+        earlier = dep.manifest.find("s3-object", url)
+        # In the manifest before the upload: when the connection drops mid-upload (or before
+        # its answer is read) the object may exist without our knowing its version, and a
+        # cleanup must still find it (the versions carrying this deployment's tag).
+        unconfirmed = dep.manifest.record(
+            "s3-object",
+            url,
+            created=True,
+            arn=f"arn:{dep.partition}:s3:::{bucket}/{key}",
+            details={
+                "bucket": bucket,
+                "key": key,
+                UNCONFIRMED: dep.request.deployment_id,
+            },
+        )
         try:
             s3.upload_file(
                 str(path),
@@ -179,15 +196,21 @@ def _upload_one(dep: Deployment, model: str) -> None:
                 Config=TransferConfig(multipart_threshold=_PART, multipart_chunksize=_PART),
             )
         except S3UploadFailedError as error:
-            # boto3 wraps AWS's ClientError; report AWS's own code and message.
+            # boto3 wraps AWS's ClientError; report AWS's own code and message. AWS answered
+            # with a refusal, so nothing was written: the object is not ours to clean up.
             cause = error.__cause__ or error.__context__ or error
+            if earlier is None:
+                dep.manifest.forget(unconfirmed)
+            else:
+                unconfirmed.details.pop(UNCONFIRMED, None)
+                dep.manifest.save()
             raise PromoteError(
                 f"upload to s3://{bucket}/{key} failed: {describe_error(cause)}"
             ) from None
     head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-    earlier = dep.manifest.find("s3-object", url)
-    versions = list(earlier.details.get("version_ids", [])) if earlier else []
+    versions = list(unconfirmed.details.get("version_ids", []))
     versions.append(head.get("VersionId") or "null")
+    unconfirmed.details.pop(UNCONFIRMED, None)
     dep.manifest.record(
         "s3-object",
         url,
@@ -205,9 +228,41 @@ def _upload_one(dep: Deployment, model: str) -> None:
     dep.reporter.info(f"uploaded s3://{bucket}/{key} ({head.get('ContentLength', 0)} bytes)")
 
 
+def _tagged_versions(clients: Clients, bucket: str, key: str, deployment_id: str) -> list[str]:
+    """The versions of ``key`` that carry ``deployment_id``'s tag (an unconfirmed upload's)."""
+    s3 = clients.s3
+    try:
+        listing = s3.list_object_versions(Bucket=bucket, Prefix=key)
+    except ClientError as error:
+        if error_code(error) in _NOT_FOUND:
+            return []
+        raise
+    ours = []
+    for version in listing.get("Versions", []):
+        if version["Key"] != key:
+            continue
+        version_id = str(version.get("VersionId") or "null")
+        if version_id == "null":
+            tags = s3.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
+        else:
+            tagging = s3.get_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)
+            tags = tagging.get("TagSet", [])
+        if {"Key": TAG_KEY, "Value": deployment_id} in tags:
+            ours.append(version_id)
+    return ours
+
+
 def delete_object(clients: Clients, resource: Resource) -> str:
     bucket, key = resource.details["bucket"], resource.details["key"]
-    for version in resource.details.get("version_ids", ["null"]):
+    versions = list(resource.details.get("version_ids", []))
+    unconfirmed = resource.details.get(UNCONFIRMED)
+    if unconfirmed:
+        versions += [
+            v for v in _tagged_versions(clients, bucket, key, unconfirmed) if v not in versions
+        ]
+        if not versions:
+            return "already gone (its upload never completed)"
+    for version in versions or ["null"]:
         if version != "null":
             # A versioned bucket keeps a "deleted" object as a noncurrent version: delete
             # exactly the versions we wrote, never anyone else's.
