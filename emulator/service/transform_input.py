@@ -18,8 +18,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import shutil
+import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,7 +206,9 @@ def write_output(
         return location
     target = _local(location)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    # A name of this write's own: two jobs (or two threads) writing one output must not
+    # rename each other's partial file.
+    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex}")
     shutil.copyfile(spool, partial)
     partial.replace(target)  # whole or not at all
     return str(target)
