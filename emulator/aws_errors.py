@@ -89,6 +89,9 @@ class AwsError(Exception):
         status: int | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
+        if status is None and code not in _modelled_statuses():
+            # A typo here would surface as a KeyError at send time: say what is wrong now.
+            raise ValueError(f"{code!r} is no error code of botocore's models or _EXTRA_STATUS")
         self.code = code
         self.message = message
         self.members = members or {}
