@@ -9,9 +9,9 @@ input from S3 (boto3: real S3, or a moto server through ``AWS_ENDPOINT_URL_S3`` 
 ``AWS_ENDPOINT_URL``), calls the container's ``/invocations`` with the request's
 ``InvocationTimeoutSeconds``, writes the answer to ``S3OutputPath`` or the failure to
 ``S3FailurePath``, and publishes the SNS notification (SuccessTopic / ErrorTopic) in AWS's JSON.
-This module owns the dispatch, the workers and their S3/SNS I/O; the queue and what a request
-holds are :mod:`.async_queue`, the HTTP routes :mod:`.async_routes`, the metrics
-:mod:`.async_metrics`.
+This module owns the dispatch and the workers; their S3/SNS I/O and AWS's message shapes are
+:mod:`.async_io`, the container slots :mod:`.async_slots`, the queue and what a request holds
+:mod:`.async_queue`, the HTTP routes :mod:`.async_routes`, the metrics :mod:`.async_metrics`.
 
 Exactly one outcome per accepted request: a row is ``queued``, then ``running``, then
 ``done``; the outcome's object name is fixed when the request is accepted, so writing it again
@@ -37,27 +37,23 @@ Documented choices where AWS is UNCONFIRMED (each one constant below):
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import datetime
-import json
 import logging
-import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, validation_error
+from smlocal.emulator.aws_errors import ACCOUNT_ID, validation_error
 from smlocal.emulator.capture_writer import INFERENCE_ID_HEADER
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus, Instance
 from smlocal.emulator.request_rules import invoke_rules
+from smlocal.emulator.service.async_io import TEST_NOTIFICATION, AwsIo, Outcome, inference_result
 from smlocal.emulator.service.async_metrics import VariantCounters, render
 from smlocal.emulator.service.async_queue import (
     INT_HEADERS,
@@ -81,30 +77,12 @@ FAILURE_SUFFIX = "-error.out"
 DEFAULT_MAX_CONCURRENT_PER_INSTANCE = 4
 DEFAULT_TTL_S = 21600
 DEFAULT_INVOCATION_TIMEOUT_S = 900
-RESPONSE_BODY_FIELD = "responseBody"
-# The largest answer a success notification carries (IncludeInferenceResponseIn).
-NOTIFICATION_RESPONSE_LIMIT = 128_000
 _POLL_S = 0.25
 
 
 def _now() -> float:
     """The clock of queue ages and TTLs (one place, so tests can move it)."""
     return time.time()
-
-
-def _iso(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-# ---- outcomes ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Outcome:
-    ok: bool
-    body: bytes
-    content_type: str
-    reason: str = ""
-    kind: str = "success"  # success | failed | expired
 
 
 class AsyncInference:
@@ -121,9 +99,7 @@ class AsyncInference:
         self.store = store
         self.endpoints = endpoints
         self.queue = AsyncQueue(db_path)
-        self._clients = clients or _boto3_client
-        self._client_cache: dict[str, Any] = {}
-        self._client_lock = threading.Lock()
+        self.aws = AwsIo(clients)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="smlocal-async")
         self._configs: weakref.WeakKeyDictionary[Endpoint, dict[str, Any] | None] = (
             weakref.WeakKeyDictionary()
@@ -170,13 +146,8 @@ class AsyncInference:
             self.queue.drop(name)  # an earlier endpoint of that name left them
         self.queue.remember_config(name, async_config)
         notification = (async_config.get("OutputConfig") or {}).get("NotificationConfig") or {}
-        test = {
-            "eventVersion": "1.0",
-            "eventSource": "aws:sagemaker",
-            "eventName": "TestNotification",
-        }
         for topic in {notification.get("SuccessTopic"), notification.get("ErrorTopic")} - {None}:
-            self._pool.submit(self._publish_quietly, str(topic), test)
+            self._pool.submit(self.aws.publish_quietly, str(topic), TEST_NOTIFICATION)
 
     # ---- configuration -----------------------------------------------------------------
     def config_of(self, endpoint: Endpoint) -> dict[str, Any] | None:
@@ -295,11 +266,11 @@ class AsyncInference:
     ) -> None:
         try:
             if request.recovered:
-                done = await self._run_sync(self._existing_outcome, request)
+                done = await self._run_sync(self.aws.existing_outcome, request)
                 if done is not None:
                     self.queue.finish(request.key, done)
                     return
-            outcome: _Outcome | None
+            outcome: Outcome | None
             if endpoint is None:
                 outcome, counters = self._expired(request)
             else:
@@ -323,17 +294,17 @@ class AsyncInference:
 
     async def _run(
         self, request: QueuedRequest, endpoint: Endpoint, ticket: int
-    ) -> tuple[_Outcome | None, VariantCounters]:
+    ) -> tuple[Outcome | None, VariantCounters]:
         """Input from S3 (outside the container slot), then the container in a slot of its
         own; the counters are those of the variant that served it ("-" before one did)."""
         try:
-            body = await self._run_sync(self._download, request.input_location)
+            body = await self._run_sync(self.aws.download, request.input_location)
         except Exception as error:
             counters = self._counters(request.endpoint, "-")
             counters.download_failures += 1
             counters.failures += 1
             reason = f"ClientError: Failed to download the input from {request.input_location}"
-            return _Outcome(False, b"", "text/plain", f"{reason}: {error}"), counters
+            return Outcome(False, b"", "text/plain", f"{reason}: {error}"), counters
 
         def still_current() -> bool:
             return self.endpoints.get(request.endpoint) is endpoint
@@ -348,14 +319,14 @@ class AsyncInference:
             counters.time_in_backlog_ms.add(int((_now() - request.received_at) * 1000))
             return await self._invoke(request, endpoint, instance, body, counters), counters
 
-    def _expired(self, request: QueuedRequest) -> tuple[_Outcome, VariantCounters]:
+    def _expired(self, request: QueuedRequest) -> tuple[Outcome, VariantCounters]:
         counters = self._counters(request.endpoint, "-")
         counters.expired += 1
         reason = (
             f"Request expired: it waited in the queue longer than its RequestTTLSeconds "
             f"({request.ttl_s} s)."
         )
-        return _Outcome(False, b"", "text/plain", reason, "expired"), counters
+        return Outcome(False, b"", "text/plain", reason, "expired"), counters
 
     async def _run_sync(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
@@ -367,7 +338,7 @@ class AsyncInference:
         instance: Instance,
         body: bytes,
         counters: VariantCounters,
-    ) -> _Outcome:
+    ) -> Outcome:
         started = time.perf_counter()
         try:
             async with endpoint.http.post(
@@ -381,7 +352,7 @@ class AsyncInference:
                 content_type = response.headers.get("Content-Type", "application/octet-stream")
         except TimeoutError:
             counters.failures += 1
-            return _Outcome(
+            return Outcome(
                 False,
                 b"",
                 "text/plain",
@@ -390,7 +361,7 @@ class AsyncInference:
             )
         except (aiohttp.ClientError, ConnectionError) as error:
             counters.failures += 1
-            return _Outcome(
+            return Outcome(
                 False,
                 b"",
                 "text/plain",
@@ -403,7 +374,7 @@ class AsyncInference:
         if status >= 300:
             counters.failures += 1
             kind = "client" if 400 <= status < 500 else "server"
-            return _Outcome(
+            return Outcome(
                 False,
                 payload,
                 content_type,
@@ -415,15 +386,15 @@ class AsyncInference:
         if endpoint.capture is not None:  # DataCaptureConfig: asynchronous requests too
             headers = {**request.headers, INFERENCE_ID_HEADER: request.inference_id}
             endpoint.capture.offer_answer(instance.variant, headers, body, content_type, payload)
-        return _Outcome(True, payload, content_type)
+        return Outcome(True, payload, content_type)
 
     async def _deliver(
-        self, request: QueuedRequest, outcome: _Outcome, counters: VariantCounters
+        self, request: QueuedRequest, outcome: Outcome, counters: VariantCounters
     ) -> None:
         location = request.output_location if outcome.ok else request.failure_location
         body = outcome.body if outcome.body else outcome.reason.encode()
         try:
-            await self._run_sync(self._upload, location, body, outcome.content_type)
+            await self._run_sync(self.aws.upload, location, body, outcome.content_type)
         except Exception as error:
             counters.upload_failures += 1
             log.error("async request %s: cannot write %s: %s", request.inference_id, location,
@@ -431,71 +402,18 @@ class AsyncInference:
             self.queue.finish(request.key, "undeliverable")
             return
         self.queue.finish(request.key, "output" if outcome.ok else outcome.kind)
-        message = _notification(request, outcome)
         notification = (request.config.get("OutputConfig") or {}).get("NotificationConfig") or {}
         topic = notification.get("SuccessTopic" if outcome.ok else "ErrorTopic")
         include = notification.get("IncludeInferenceResponseIn") or []
         wanted = "SUCCESS_NOTIFICATION_TOPIC" if outcome.ok else "ERROR_NOTIFICATION_TOPIC"
-        if wanted in include and outcome.body and len(outcome.body) <= NOTIFICATION_RESPONSE_LIMIT:
-            try:
-                message[RESPONSE_BODY_FIELD] = {
-                    "content": outcome.body.decode(),
-                    "encoding": "UTF8",
-                }
-            except UnicodeDecodeError:
-                message[RESPONSE_BODY_FIELD] = {
-                    "content": base64.b64encode(outcome.body).decode(),
-                    "encoding": "BASE64",
-                }
+        message = inference_result(request, outcome, include_response=wanted in include)
         if topic:
             try:
-                await self._run_sync(self._publish, str(topic), message)
+                await self._run_sync(self.aws.publish, str(topic), message)
             except Exception as error:
                 counters.notification_failures += 1
                 log.error("async request %s: cannot notify %s: %s", request.inference_id, topic,
                           error)  # fmt: skip
-
-    # ---- AWS I/O (in the worker threads) -----------------------------------------------
-    def _client(self, service: str) -> Any:
-        with self._client_lock:
-            if service not in self._client_cache:
-                self._client_cache[service] = self._clients(service)
-            return self._client_cache[service]
-
-    def _download(self, location: str) -> bytes:
-        bucket, key = split_s3(location)
-        return bytes(self._client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
-
-    def _upload(self, location: str, body: bytes, content_type: str) -> None:
-        bucket, key = split_s3(location)
-        self._client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-
-    def _exists(self, location: str) -> bool:
-        bucket, key = split_s3(location)
-        try:
-            self._client("s3").head_object(Bucket=bucket, Key=key)
-        except Exception as error:
-            code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
-
-    def _existing_outcome(self, request: QueuedRequest) -> str | None:
-        if self._exists(request.output_location):
-            return "output"
-        if self._exists(request.failure_location):
-            return "failed"
-        return None
-
-    def _publish(self, topic: str, message: Mapping[str, Any]) -> None:
-        self._client("sns").publish(TopicArn=topic, Message=json.dumps(message))
-
-    def _publish_quietly(self, topic: str, message: Mapping[str, Any]) -> None:
-        try:
-            self._publish(topic, message)
-        except Exception as error:
-            log.warning("cannot send the test notification to %s: %s", topic, error)
 
     # ---- metrics -----------------------------------------------------------------------
     def prometheus(self) -> str:
@@ -508,43 +426,3 @@ class AsyncInference:
         if not names and not self.counters:
             return ""
         return render(now, backlog, names, self.endpoints, self.counters)
-
-
-def _notification(request: QueuedRequest, outcome: _Outcome) -> dict[str, Any]:
-    """AWS's InferenceResult message (reference §C.3)."""
-    message: dict[str, Any] = {
-        "awsRegion": REGION,
-        "eventTime": _iso(_now()),
-        "receivedTime": _iso(request.received_at),
-        "invocationStatus": "Completed" if outcome.ok else "Failed",
-        "requestParameters": {
-            "contentType": request.content_type,
-            "endpointName": request.endpoint,
-            "inputLocation": request.input_location,
-        },
-    }
-    if outcome.ok:
-        message["responseParameters"] = {
-            "contentType": outcome.content_type,
-            "outputLocation": request.output_location,
-        }
-    else:
-        message["failureReason"] = outcome.reason
-        message["failureLocation"] = request.failure_location
-    message.update(
-        inferenceId=request.inference_id,
-        eventVersion="1.0",
-        eventSource="aws:sagemaker",
-        eventName="InferenceResult",
-    )
-    return message
-
-
-def _boto3_client(service: str) -> Any:
-    import importlib
-
-    from botocore.config import Config
-
-    boto3: Any = importlib.import_module("boto3")
-    # A fresh session, so the service's environment (AWS_ENDPOINT_URL_S3 ...) counts.
-    return boto3.session.Session().client(service, config=Config(max_pool_connections=32))
