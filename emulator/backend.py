@@ -69,6 +69,8 @@ class ContainerRun:
     # A multi-model endpoint's models directory, mounted read-only at /opt/ml/models; the
     # service fills it while the container runs.
     models_dir: Path | None = None
+    # NVIDIA GPUs to pass through: the instance type's, when the host has GPUs.
+    gpus: int = 0
 
 
 @dataclass(frozen=True)

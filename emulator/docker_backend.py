@@ -24,6 +24,7 @@ Adding it needs root (CAP_NET_ADMIN) and iptables; without them a warning says w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 
 from smlocal.emulator.backend import (
     CONTAINER_PORT,
@@ -60,6 +62,8 @@ SERVING_BRIDGE = "smlocal-srv0"
 # A process table bound per container (threads count): a fork bomb stops there, a model
 # server's workers and threads fit. SageMaker's own figure is not published.
 PIDS_LIMIT = 4096
+# What the engine answers a GPU request it has no driver for.
+_NO_GPU_DRIVER = "could not select device driver"
 
 
 class DockerBackend:
@@ -164,8 +168,12 @@ class DockerBackend:
             # reach this one's address; on the serving network only the host can.
             options["network"] = self.ensure_serving_network()
             options["ports"] = {f"{run.container_port}/tcp": (run.host_ip, None)}
+        if run.gpus:
+            options["device_requests"] = [
+                docker.types.DeviceRequest(count=run.gpus, capabilities=[["gpu"]])
+            ]
         try:
-            container = self._client.containers.run(run.image, **options)
+            container = self._run_with_gpus_or_without(run, options)
         except docker.errors.ImageNotFound:
             raise ImageNotFoundError(f"image {run.image!r} not found") from None
         except docker.errors.APIError as error:
@@ -178,6 +186,26 @@ class DockerBackend:
         if run.network is not None and direct is not None:
             published = direct  # nothing is published on an internal network: use its address
         return RunningContainer(id=container.id, name=run.name, published=published, direct=direct)
+
+    def _run_with_gpus_or_without(self, run: ContainerRun, options: dict[str, Any]) -> Any:
+        """``docker run``; when the engine cannot give GPUs (no NVIDIA Container Toolkit),
+        the container it created is removed and started again on CPU, with a warning."""
+        try:
+            return self._client.containers.run(run.image, **options)
+        except docker.errors.APIError as error:
+            if "device_requests" not in options or _NO_GPU_DRIVER not in str(error.explanation):
+                raise
+        log.warning(
+            "%s: Docker cannot pass %d GPU(s) through here (%s; install the NVIDIA Container "
+            "Toolkit): the container runs on CPU only",
+            run.name,
+            run.gpus,
+            _NO_GPU_DRIVER,
+        )
+        with contextlib.suppress(docker.errors.NotFound):
+            self._client.containers.get(run.name).remove(force=True)
+        options = {k: v for k, v in options.items() if k != "device_requests"}
+        return self._client.containers.run(run.image, **options)
 
     def ensure_isolated_network(self) -> str:
         """Make (once) and return the network EnableNetworkIsolation containers join."""

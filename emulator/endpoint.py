@@ -50,6 +50,7 @@ from smlocal.emulator.health import (
 )
 from smlocal.emulator.instances import EndpointStatus, Instance, LogSink, MonitorSettings
 from smlocal.emulator.metrics import EndpointMetrics
+from smlocal.emulator.placement import host_has_gpus
 from smlocal.emulator.spec import EndpointSpec, VariantSpec
 
 if TYPE_CHECKING:
@@ -224,6 +225,7 @@ class Endpoint(Adopting, Healing):
             },
             host_ip=self.settings.host_ip,
             network=ISOLATED_NETWORK if variant.network_isolation else None,
+            gpus=instance_type.gpus if instance_type.gpus and host_has_gpus() else 0,
         )
 
     async def _start_instance(self, variant: VariantSpec) -> Instance:

@@ -55,3 +55,20 @@ def test_an_image_it_cannot_inspect_is_not_judged() -> None:
 def test_accelerators_are_said_to_be_absent() -> None:
     said = _warnings("ml.inf2.xlarge")  # 4 vCPU on this 2-CPU host too
     assert any("Inferentia" in w and "runs on CPU only" in w for w in said)
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "host_gpus", "expected"),
+    [("ml.g5.12xlarge", True, 4), ("ml.g5.12xlarge", False, 0), ("ml.m5.large", True, 0)],
+)
+def test_a_gpu_type_asks_for_its_gpus_where_the_host_has_them(
+    instance_type: str, host_gpus: bool, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smlocal.emulator import endpoint as endpoint_module
+    from smlocal.emulator.endpoint import Endpoint
+    from tests.unit.fakes import FakeBackend, FakeImage
+
+    monkeypatch.setattr(endpoint_module, "host_has_gpus", lambda: host_gpus)
+    spec = build_spec(name="g", variants=[{"image": "echo:1", "instance_type": instance_type}])
+    endpoint = Endpoint(spec, FakeBackend({"echo:1": FakeImage()}), {})
+    assert endpoint._container_run(spec.variants[0], 0).gpus == expected
