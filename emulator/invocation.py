@@ -185,8 +185,10 @@ async def invoke(
     if len(payload) > max_bytes:
         metrics.record(status=None, model_us=model_us, total_us=model_us)
         raise model_error(
-            f'Received server error (0) from primary with message "the response body is larger '
-            f'than the {max_bytes}-byte limit". {_where(name)}',
+            # It answered (OriginalStatusCode says how); the body is what SageMaker cannot
+            # carry, so no "server error (0)", which reads as if nothing had answered.
+            f"Received an invalid response from primary: its body is larger than the "
+            f"{max_bytes}-byte limit of InvokeEndpoint's answer. {_where(name)}",
             original_status=status,
             original_message=None,
             log_stream_arn=_log_stream_arn(name, instance),

@@ -156,7 +156,6 @@ class RuntimeApi:
         return endpoint
 
     async def invoke_endpoint(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
-        received = time.perf_counter()
         request_id = str(uuid.uuid4())
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         endpoint: Endpoint | None = None
@@ -170,6 +169,9 @@ class RuntimeApi:
             serverless = isinstance(endpoint, ServerlessEndpoint)
             limit = SERVERLESS_MAX_BYTES if serverless else self.rules.max_body_bytes
             body = await read_body(receive, headers, limit, request_id)
+            # OverheadLatency runs from here, when SageMaker has the whole request: the
+            # client's upload is not smlocal's overhead.
+            received = time.perf_counter()
             call = functools.partial(
                 invoke, endpoint, body, forwarded, target_variant=target, received_at=received
             )

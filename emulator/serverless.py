@@ -192,8 +192,8 @@ class ServerlessEndpoint(Endpoint):
             result = await call()
         if len(result.body) > MAX_PAYLOAD_BYTES:
             raise model_error(
-                f'Received server error (0) from primary with message "the response body is '
-                f'larger than the {MAX_PAYLOAD_BYTES}-byte limit of serverless endpoints".',
+                f"Received an invalid response from primary: its body is larger than the "
+                f"{MAX_PAYLOAD_BYTES}-byte limit of serverless endpoints.",
                 original_status=200,
                 original_message=None,
                 log_stream_arn=self._log_group(),

@@ -392,10 +392,15 @@ def start_detached_service(
             return record
         code = child.poll()
         if code is not None:
+            tail = log_tail(log_path, since)
+            last = tail.strip().splitlines()[-1] if tail.strip() else ""
+            if code == ConfigError.exit_code and last.startswith("error: "):
+                # The child said what was wrong with the request (a busy port ...): its words,
+                # once, rather than a generic line followed by the same words from the log.
+                raise ConfigError(last.removeprefix("error: "))
             error = ConfigError if code == ConfigError.exit_code else SmlocalError
             raise error(
-                f"the service exited with code {code} before it was up; log: {log_path}\n"
-                + log_tail(log_path, since)
+                f"the service exited with code {code} before it was up; log: {log_path}\n{tail}"
             )
         time.sleep(0.1)
     raise SmlocalError(

@@ -200,8 +200,13 @@ def test_busy_port_is_a_clear_error(docker_images: None, smlocal_home: Path) -> 
         sock.listen()
         port = sock.getsockname()[1]
         result = smlocal("serve", fixture_image("echo"), "--port", str(port))
+        detached = smlocal("serve", fixture_image("echo"), "--port", str(port), "--detach")
     assert result.returncode == 2
     assert "already in use" in result.stderr
+    assert detached.returncode == 2
+    # said once: not a generic "exited before it was up" line and then the same words again
+    assert detached.stderr.count("error:") == 1, detached.stderr
+    assert "already in use" in detached.stderr
     assert os.environ.get("SMLOCAL_HOME")
 
 

@@ -108,3 +108,37 @@ def test_headers_for_features_the_endpoint_lacks_are_refused(
         assert code == "ValidationError" and text in message
     assert not any(c.requests for c in backend.containers.values())
     assert rt.invoke_endpoint(EndpointName="ep", Body=b"fine")["Body"].read() == b"fine"
+
+
+def _too_big(
+    method: str, path: str, headers: Any, body: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    if path == "/ping":
+        return 200, {}, b""
+    return 200, {"content-type": "text/csv"}, b"1\n" * (3 * 1024 * 1024 + 1)  # 6 MiB + 2
+
+
+def test_an_answer_over_6_mib_says_it_was_answered(tmp_path: Path) -> None:
+    """Not "server error (0)", which reads as if nothing had answered (issue 11, 11)."""
+    backend = FakeBackend({"big:1": FakeImage(handler=_too_big)})
+    with service_in_background(backend, state=StateDir(tmp_path), settings=FAST) as url:
+        config = Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1})
+        kwargs: dict[str, Any] = {"endpoint_url": url, "region_name": "us-east-1", "config": config}
+        sm, rt = boto3.client("sagemaker", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
+        sm.create_model(ModelName="m", PrimaryContainer={"Image": "big:1"})
+        variant = {"VariantName": "A", "ModelName": "m", "InstanceType": "ml.m5.large",
+                   "InitialInstanceCount": 1}  # fmt: skip
+        sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[variant])
+        sm.create_endpoint(EndpointName="big", EndpointConfigName="c")
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName="big", WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
+        )
+        with pytest.raises(ClientError) as caught:
+            rt.invoke_endpoint(EndpointName="big", Body=b"x")
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ModelError"
+    assert error["OriginalStatusCode"] == 200
+    assert error["Error"]["Message"].startswith(
+        "Received an invalid response from primary: its body is larger than the 6291456-byte "
+        "limit of InvokeEndpoint's answer."
+    )

@@ -66,3 +66,29 @@ def test_half_a_body_then_gone_is_not_forwarded(
         )
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
     assert len(_invocations(backend)) == 1
+
+
+def test_a_slow_upload_is_not_overhead_latency(service: tuple[str, FakeBackend]) -> None:
+    """OverheadLatency starts once the whole request is in (issue 11, 11): a client that
+    takes 0.6 s to send its body does not make smlocal look 0.6 s slow."""
+    import urllib.request
+
+    url, _ = service
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"x": 1}'
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            f"POST /endpoints/cut/invocations HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:3]
+        )
+        time.sleep(0.6)
+        sock.sendall(body[3:])
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    with urllib.request.urlopen(f"{url}/metrics") as answer:
+        text = answer.read().decode()
+    (line,) = [
+        row for row in text.splitlines()
+        if row.startswith("smlocal_overhead_latency_microseconds_sum") and 'endpoint="cut"' in row
+    ]  # fmt: skip
+    assert float(line.split()[-1]) < 300_000  # µs: the 0.6 s upload is not in it
