@@ -97,17 +97,27 @@ def aws_answer(error: AwsError) -> bytes:
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def _over_limit(scope: Scope, receive: Receive, send: Send) -> None:
-    error = service_unavailable(
+def _answering(error: AwsError) -> ASGIApp:
+    """An app that answers every request with ``error`` and closes the connection."""
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        body = error.body()
+        headers = [(k.encode(), v.encode()) for k, v in error.headers().items()]
+        headers += [(b"content-length", b"%d" % len(body)), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return answer
+
+
+_over_limit = _answering(
+    service_unavailable(
         "The local service has as many connections open as it accepts; try again shortly."
     )
-    body = error.body()
-    headers = [(k.encode(), v.encode()) for k, v in error.headers().items()]
-    headers += [(b"content-length", b"%d" % len(body)), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+)
 
 
 _IDLE, _HEADERS, _BODY = "idle", "headers", "body"
@@ -123,6 +133,7 @@ class _GuardedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._phase = _IDLE
         self._header_bytes = 0
+        self._parsed_header_bytes = 0
         self._received = False
         self._last_body = 0.0
         self._header_timer: asyncio.TimerHandle | None = None
@@ -178,7 +189,19 @@ class _GuardedProtocol(HttpToolsProtocol):
                 self.limits.header_timeout_s, self._header_timeout
             )
 
+    def on_url(self, url: bytes) -> None:
+        self._parsed_header_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed_header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
+        # Counted as parsed: a header block that came in one read with its request is past
+        # data_received's check by the time the parser has it all.
+        too_large = self._parsed_header_bytes > self.limits.max_header_bytes
+        self._parsed_header_bytes = 0
         self._phase = _BODY
         self._header_bytes = 0
         if self._header_timer is not None:
@@ -186,10 +209,21 @@ class _GuardedProtocol(HttpToolsProtocol):
             self._header_timer = None
         self._last_body = self.loop.time()
         self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timeout)
-        if not self._over_limit:
+        refusal: ASGIApp | None = None
+        if too_large:
+            refusal = _answering(
+                AwsError(
+                    "MalformedHttpRequestException",
+                    f"The request's header block is larger than {self.limits.max_header_bytes} "
+                    "bytes.",
+                )
+            )
+        elif self._over_limit:
+            refusal = _over_limit
+        if refusal is None:
             super().on_headers_complete()
             return
-        admitted, self.app = self.app, _over_limit
+        admitted, self.app = self.app, refusal
         try:
             super().on_headers_complete()
         finally:

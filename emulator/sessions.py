@@ -141,7 +141,13 @@ class SessionTable:
         if new is not None:
             session_id, _, expires = new.partition(";")
             stamp = expires.strip().removeprefix("Expires=")
-            expires_at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            try:  # the pattern admits month 13 or hour 99; no clock does
+                expires_at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            except ValueError:
+                raise SessionHeaderError(
+                    f"its {names['NewSessionId']} header's Expires {stamp[:_SHOWN]!r} is no "
+                    "UTC time (YYYY-MM-DDThh:mm:ssZ)"
+                ) from None
             self._held[session_id] = _Held(
                 instance.container.id, instance.variant, expires_at.timestamp()
             )

@@ -25,6 +25,7 @@ reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -255,6 +256,12 @@ class TransformJobs(Catalog):
         ended = run.finished_at or time.time()
         self._update(name, TransformEndTime=ended, _smlocal_closing=None, **changes)
         log.info("transform job %s: %s", name, changes["TransformJobStatus"])
+        self._close_log(name)  # its containers are gone: one open file per job would pile up
+
+    def _close_log(self, name: str) -> None:
+        handle = self._logs.pop(name, None)
+        if handle is not None:
+            handle.close()
 
     def _log_sink(self, name: str) -> LogSink:
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -263,11 +270,15 @@ class TransformJobs(Catalog):
 
         def write(source: str, line: str) -> None:
             with lock:
+                record = self.store.get(Kind.TRANSFORM_JOB, name) or {}
+                if record.get("TransformJobStatus") not in (None, "InProgress", "Stopping"):
+                    return  # a late line of an ended job's container: its log is closed
                 handle = self._logs.get(name)
                 if handle is None:
                     handle = self._logs[name] = path.open("a", buffering=1, encoding="utf-8")
                     path.chmod(0o600)
-                handle.write(f"{source} | {line}\n")
+                with contextlib.suppress(ValueError):  # closed by the job's end meanwhile
+                    handle.write(f"{source} | {line}\n")
 
         return write
 

@@ -117,6 +117,22 @@ def test_a_header_block_over_the_cap_is_refused(url: str) -> None:
     assert "larger than 8192 bytes" in payload["message"]
 
 
+def test_a_whole_header_block_over_the_cap_in_one_read_is_refused(
+    url: str, backend: FakeBackend
+) -> None:
+    """The block and its body in one send: the parser has it all before data_received's own
+    check could run, so the parsed headers are counted (it was served at 60-70 KiB over a
+    64 KiB cap)."""
+    with _connect(url) as sock:
+        request = _request()
+        padding = b"X-Big: " + b"a" * (9 * 1024) + b"\r\n"
+        sock.sendall(request.replace(b"\r\n\r\n", b"\r\n" + padding + b"\r\n", 1))
+        status, code, payload = _aws_error(_read_all(sock))
+    assert (status, code) == (400, "MalformedHttpRequestException")
+    assert "larger than 8192 bytes" in payload["message"]
+    assert _invocations(backend) == 0
+
+
 def test_a_header_block_just_under_the_cap_is_served(url: str) -> None:
     with _connect(url) as sock:
         request = _request()

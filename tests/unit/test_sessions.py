@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -106,6 +107,18 @@ def test_an_unreadable_session_header_is_a_model_error(
         "X-Amzn-SageMaker-New-Session-Id header 'no id; never' is not a session id"
         in (error["Message"])
     )
+
+
+def test_an_impossible_expiry_time_is_a_session_header_error() -> None:
+    """botocore's pattern admits 2026-13-45T99:00:00Z; the client must get a ModelError for
+    it, not an InternalFailure."""
+    from smlocal.emulator.sessions import SessionHeaderError
+
+    instance: Any = SimpleNamespace(container=SimpleNamespace(id="c"), variant="A")
+    with pytest.raises(SessionHeaderError, match="is no UTC time"):
+        SessionTable().observe(
+            instance, {"X-Amzn-SageMaker-New-Session-Id": "abc; Expires=2026-13-45T99:00:00Z"}
+        )
 
 
 def test_expired_and_unknown_sessions_route_as_usual() -> None:

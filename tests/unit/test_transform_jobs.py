@@ -332,3 +332,23 @@ def test_an_image_the_engine_lacks_fails_the_job_with_the_reason(env: Env) -> No
         env.wait("ghost")
     reason = env.sm.describe_transform_job(TransformJobName="ghost")["FailureReason"]
     assert reason.startswith("ClientError: ") and "ghost:1" in reason
+
+
+def test_an_ended_job_keeps_no_log_file_open(backend: FakeBackend, tmp_path: Path) -> None:
+    """One open file per finished job would pile up in a long-running service."""
+    backend.images["chatty:1"] = FakeImage(log_lines=["loading the model", "ready"])
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(_lines(3))
+    with service_in_background(backend, state=StateDir(tmp_path / "home"), settings=FAST) as url:
+        env = Env(url, tmp_path)
+        env.sm.create_model(ModelName="chatty", PrimaryContainer={"Image": "chatty:1"})
+        for name in ("log-1", "log-2", "log-3"):
+            env.job(name, model="chatty")
+            assert env.wait(name)["TransformJobStatus"] == "Completed"
+        logs = tmp_path / "home" / "logs" / "transform-jobs"
+        assert "ready" in (logs / "log-1.log").read_text()  # the log was written
+        open_logs = [
+            fd for fd in Path("/proc/self/fd").iterdir()
+            if str(fd.resolve(strict=False)).startswith(str(logs))
+        ]  # fmt: skip
+        assert open_logs == []
