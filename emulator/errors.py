@@ -31,6 +31,7 @@ __all__ = [
     "ExitCode",
     "ImageNotFoundError",
     "SmlocalError",
+    "WorkInterrupted",
 ]
 
 
@@ -90,3 +91,9 @@ class EndpointFailedError(SmlocalError):
 
 class EndpointNotFoundError(SmlocalError):
     """No running endpoint has that name."""
+
+
+class WorkInterrupted(SmlocalError):
+    """Ctrl-C stopped the work; the message says what was left in which state."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -132,14 +132,15 @@ def read_window(window: CaptureWindow) -> WindowData:
     source = CaptureSource(window.source)
     rows: list[list[Cell]] = []
     records = used_files = skipped = 0
-    endpoint: str | None = None
+    endpoints: set[str] = set()
     for file in source.files():
         if not _in_window(file.hour, window):
             continue
         rel, body = file.rel, source.read(file)
         used_files += 1
         match = _ENDPOINT_PATH.search(f"{window.source.rstrip('/')}/{rel}")
-        endpoint = endpoint or (match.group(1) if match else None)
+        if match:
+            endpoints.add(match.group(1))
         for line in body.decode("utf-8", "replace").splitlines():
             if not line.strip():
                 continue
@@ -154,6 +155,14 @@ def read_window(window: CaptureWindow) -> WindowData:
             elif got:
                 records += 1
                 rows.extend(got)
+    if len(endpoints) > 1:  # one report, its alerts and metrics are for one endpoint
+        names = ", ".join(sorted(endpoints))
+        raise MonitorInputError(
+            f"--capture {window.source} holds the capture of {len(endpoints)} endpoints "
+            f"({names}): pass one endpoint's prefix, e.g. "
+            f"{window.source.rstrip('/')}/{min(endpoints)}"
+        )
+    endpoint = next(iter(endpoints), None)
     if not rows:
         raise MonitorInputError(
             f"--capture {window.source}: no captured records in the window "

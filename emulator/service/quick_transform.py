@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.errors import ConfigError, WorkInterrupted
 from smlocal.emulator.service.client import ServiceError, sagemaker_client
 
 __all__ = ["TransformAsk", "TransformOutcome", "check_image", "run_transform"]
@@ -169,7 +169,7 @@ def run_transform(
     url: str, ask: TransformAsk, on_progress: Callable[[dict[str, Any]], None]
 ) -> TransformOutcome:
     """Run the job on the service at ``url`` to its end; ``on_progress(described)`` on each
-    poll. Ctrl-C stops the job first, then the KeyboardInterrupt goes on."""
+    poll. Ctrl-C stops the job first, then raises WorkInterrupted saying how it was left."""
     from botocore.exceptions import ClientError
 
     client = sagemaker_client(url)
@@ -207,17 +207,22 @@ def _follow(
                 return described
             time.sleep(_POLL_S)
     except KeyboardInterrupt:
+        status = "still stopping"
         try:
             client.stop_transform_job(TransformJobName=name)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 described = describe_with_progress(url, name)
                 if described["TransformJobStatus"] in _ENDED:
+                    status = str(described["TransformJobStatus"])
                     break
                 time.sleep(_POLL_S)
-        except Exception:  # noqa: S110 - a second Ctrl-C, or the service gone: give up waiting
-            pass
-        raise
+        except (Exception, KeyboardInterrupt):  # a second Ctrl-C, or the service gone
+            status = "left stopping"
+        raise WorkInterrupted(
+            f"interrupted: transform job {name} is {status}; objects it had finished keep "
+            "their output"
+        ) from None
 
 
 def _refusal(error: Exception) -> Exception:

@@ -236,9 +236,10 @@ class DataProcessing:
             record_format(accept) or record_format(content_type),
         )
         if processing.active and processing.input_format is None:
+            given = f"not {content_type!r}" if content_type else "and the job sets none"
             raise ValueError(
-                f"DataProcessing needs a CSV or JSON ContentType (text/csv, application/json, "
-                f"application/jsonlines), not {content_type!r}"
+                "its filters and JoinSource need a CSV or JSON ContentType (text/csv, "
+                f"application/json, application/jsonlines), {given}"
             )
         return processing
 

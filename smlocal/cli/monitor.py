@@ -61,7 +61,7 @@ def _print_result(result: RunResult) -> None:
         table.add_row(escape(name), "", "", "", "", f"[bold red]{', '.join(by_feature[name])}[/]")
     out.print(table)
     verdict = (
-        f"[bold red]{len(result.violations)} violations[/]"
+        f"[bold red]{_count(len(result.violations))}[/]"
         if result.violations
         else "[green]no violations[/]"
     )
@@ -87,7 +87,7 @@ def _report_hour(outcome: HourOutcome) -> None:
     elif outcome.result.violations:
         kinds = sorted({v.constraint_check_type for v in outcome.result.violations})
         out.print(
-            f"[bold red]{label}: {len(outcome.result.violations)} violations[/] "
+            f"[bold red]{label}: {_count(len(outcome.result.violations))}[/] "
             f"({', '.join(kinds)}) in {outcome.result.records} records -> "
             f"{escape(str(outcome.out))}"
         )
@@ -334,3 +334,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(int(ExitCode.FAILED))
 
     app.add_typer(group, name="monitor")
+
+
+def _count(violations: int) -> str:
+    return f"{violations} violation" + ("" if violations == 1 else "s")

@@ -36,10 +36,13 @@ def fail(message: str, code: ExitCode = ExitCode.FAILED, *, logs: str = "") -> N
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
     """Run a command's work: SmlocalError → message + its exit code; Ctrl-C → 130."""
-    from smlocal.emulator.errors import EndpointFailedError
+    from smlocal.emulator.errors import EndpointFailedError, WorkInterrupted
 
     try:
         yield
+    except WorkInterrupted as error:  # Ctrl-C, and what it left in which state
+        err.print(f"[yellow]{escape(str(error))}[/]")
+        raise typer.Exit(int(error.exit_code)) from None
     except EndpointFailedError as error:
         fail(str(error), error.exit_code, logs=error.logs)
     except SmlocalError as error:

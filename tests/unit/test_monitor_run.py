@@ -231,7 +231,7 @@ def test_cli_exits_1_on_violations_and_prints_a_table(baseline: Path, tmp_path: 
               "--out", str(tmp_path / "out")],
     )  # fmt: skip
     assert result.exit_code == 1, result.output
-    assert "baseline_drift_check" in result.output and "1 violations" in result.output
+    assert "baseline_drift_check" in result.output and "1 violation" in result.output
     write_capture(tmp_path / "ok", "ep", _rows(500, seed=15), HOUR)
     clean = CliRunner().invoke(
         app, ["monitor", "run", "--capture", str(tmp_path / "ok"), "--baseline", str(baseline),
@@ -285,3 +285,13 @@ def test_counts_per_check_match_the_violations_file(baseline: Path, tmp_path: Pa
     assert Counter(v["constraint_check_type"] for v in written) == Counter(
         {"missing_column_check": 1, "baseline_drift_check": 1}
     )
+
+
+def test_a_prefix_holding_two_endpoints_is_refused(baseline: Path, tmp_path: Path) -> None:
+    """One report, and its alerts and metrics, are for one endpoint: mixing two would label
+    the second's traffic with the first's name."""
+    write_capture(tmp_path / "cap", "ep-a", _rows(50, seed=2), HOUR)
+    write_capture(tmp_path / "cap", "ep-b", _rows(50, seed=3), HOUR)
+    with pytest.raises(MonitorInputError, match=r"holds the capture of 2 endpoints \(ep-a, ep-b\)"):
+        _run(tmp_path / "cap", baseline, tmp_path / "out")
+    assert _run(tmp_path / "cap" / "ep-b", baseline, tmp_path / "out").endpoint == "ep-b"

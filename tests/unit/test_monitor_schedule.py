@@ -99,7 +99,7 @@ def test_cli_once_exits_1_then_0_when_nothing_is_new(baseline: Path, tmp_path: P
             "--out", str(tmp_path / "out"), "--once"]  # fmt: skip
     first = CliRunner().invoke(app, argv)
     assert first.exit_code == 1, first.output
-    assert "1 violations" in first.output and "baseline_drift_check" in first.output
+    assert "1 violation " in first.output and "baseline_drift_check" in first.output
     again = CliRunner().invoke(app, argv)
     assert again.exit_code == 0, again.output
     assert "no new completed hour of capture" in again.output
