@@ -188,14 +188,20 @@ def run_multi_model_suite(
         for target, model in staged.items():
             install_tree(model.path, models_dir / names[target] / "model")
         results.run(LABEL, lambda: check_label(labels))
-        context, problem = _start(
-            options,
-            containers=containers,
-            models_dir=models_dir,
-            names=names,
-            labels=labels,
-            instance=instance,
-        )
+        context: MultiModelContext | None = None
+        if results.status(LABEL.id) is not Status.PASSED:
+            # SageMaker refuses the Model: say so at once, not after a bring-up of an image
+            # that may not serve /models at all (a single-model image waited out 120 s).
+            problem = f"{LABEL.id} failed: SageMaker refuses this image, so none was started"
+        else:
+            context, problem = _start(
+                options,
+                containers=containers,
+                models_dir=models_dir,
+                names=names,
+                labels=labels,
+                instance=instance,
+            )
         for info, judge in MULTI_MODEL_CHECKS:
             if context is None:
                 results.record(info, Outcome(Status.SKIPPED, f"blocked: {problem}"), 0.0)
