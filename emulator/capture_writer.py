@@ -78,6 +78,18 @@ class CaptureSink(Protocol):
     def describe(self) -> str: ...
 
 
+def _umask() -> int:
+    """The process's umask, read without os.umask (which would set it, for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 class LocalSink:
     """A local directory (smlocal's extension to ``DestinationS3Uri``)."""
 
@@ -91,6 +103,9 @@ class LocalSink:
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(body)
+            # mkstemp makes it 0600; a capture file is for an analyzer (maybe another user's
+            # container) to read, like any file the user's umask governs.
+            os.chmod(temporary, 0o666 & ~_umask())
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)  # no half file left behind
@@ -177,6 +192,9 @@ class CaptureWriter:
         self.files = 0
         self._wake = threading.Event()
         self._closing = False
+        # offer's check of _closing and its append are one step for close(): a record offered
+        # while the fleet stops is written or counted as dropped, never neither.
+        self._offer_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._last_warning = 0.0
@@ -193,14 +211,15 @@ class CaptureWriter:
             if not sampled and not self.wants():
                 return
             size = len(exchange.input_body) + len(exchange.output_body)
-            if self._closing:
-                self._drop_on_request("closed")
-                return
-            if self._accepted_bytes - self._drained_bytes + size > self.max_pending_bytes:
-                self._drop_on_request("backlog")
-                return
-            self._accepted_bytes += size
-            self._pending.append(exchange)
+            with self._offer_lock:
+                if self._closing:
+                    self._drop_on_request("closed")
+                    return
+                if self._accepted_bytes - self._drained_bytes + size > self.max_pending_bytes:
+                    self._drop_on_request("backlog")
+                    return
+                self._accepted_bytes += size
+                self._pending.append(exchange)
             if self._thread is None:
                 self._start()
             if len(self._pending) >= self.flush_records:
@@ -306,7 +325,8 @@ class CaptureWriter:
     # ---- life ----------------------------------------------------------------------------
     def close(self) -> None:
         """Write everything buffered, then stop the thread (blocking: call off the loop)."""
-        self._closing = True
+        with self._offer_lock:  # no record is appended after this
+            self._closing = True
         thread = self._thread
         if thread is None:
             with self._start_lock:

@@ -343,3 +343,19 @@ def test_a_record_at_the_end_of_an_hour_stays_in_that_hour() -> None:
     record = json.loads(record_line(Exchange("v", at, None, b"", None, b""), _spec()))
     assert record["eventMetadata"]["inferenceTime"] == "1970-01-01T00:59:59Z"
     assert capture_key("", "ep", "v", at).startswith("ep/v/1970/01/01/00/59-59-999-")
+
+
+def test_local_capture_files_follow_the_umask(tmp_path: Path) -> None:
+    """Not mkstemp's 0600: AWS's analyzer, maybe in another user's container, reads them."""
+    import os
+
+    from smlocal.emulator.capture_writer import LocalSink
+
+    previous = os.umask(0o022)
+    try:
+        LocalSink(tmp_path).write("ep/A/2026/12/02/06/00-00-000-x.jsonl", b"{}\n")
+    finally:
+        os.umask(previous)
+    written = tmp_path / "ep/A/2026/12/02/06/00-00-000-x.jsonl"
+    assert written.read_bytes() == b"{}\n"
+    assert written.stat().st_mode & 0o777 == 0o644
