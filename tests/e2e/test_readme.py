@@ -4,7 +4,8 @@ Each ```bash block of the sections below is taken from README.md itself (so the 
 when the README does) and run by bash in a fresh working directory holding the checkout's
 ``containers/`` and ``contracts/``, with a fresh ``SMLOCAL_HOME``, a ``HOME`` without
 ``~/.aws`` and no ``AWS_*`` variables: nothing but what the README tells a user to set.
-The service listens on the README's port, 127.0.0.1:8080. ``smlocal promote`` needs an AWS
+The service listens on the README's port, 127.0.0.1:8080. The drift-monitoring recipe runs
+too (capture, baseline, run). ``smlocal promote`` needs an AWS
 account and is left to tests/e2e/test_promote_cli.py (moto); the quick start's
 ``make demo`` / ``make test`` are what CI runs.
 """
@@ -61,7 +62,7 @@ def user(tmp_path: Path, docker_images: None) -> Iterator[dict[str, str]]:
             pytest.fail(f"127.0.0.1:{README_PORT} is taken; the README's commands need it")
     work = tmp_path / "work"
     work.mkdir()
-    for name in ("containers", "contracts"):
+    for name in ("containers", "contracts", ".venv"):
         (work / name).symlink_to(REPO / name)
     home = tmp_path / "home"
     home.mkdir()
@@ -151,5 +152,11 @@ def test_the_readme_as_written(user: dict[str, str]) -> None:
     reader.join(timeout=10)
     assert serving.returncode == 0, "".join(seen)  # Ctrl-C after InService is a normal stop
     assert "sklearn-iris: deleted" in "".join(seen)
+    # The drift-monitoring recipe on the reference model: capture, baseline, run.
+    (recipe,) = [b for b in bash_blocks("Drift monitoring") if "--capture ./capture" in b]
+    shell(recipe, user, timeout=600)
+    report = json.loads((work / "report" / "constraint_violations.json").read_text())
+    assert report == {"violations": []}  # traffic like the training data
+    assert list((work / "capture" / "iris-watch").rglob("*.jsonl"))
     shell("smlocal server stop", user)
     assert leftovers(user) == []
