@@ -7,6 +7,7 @@ one. The well-behaved echo fixture passes the same spec with no failure at all.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,16 +171,18 @@ def test_non_root_user_is_reported_not_failed(
 
 @pytest.fixture()
 def fake_model_hub() -> Iterator[str]:
-    """A container on the default bridge that stands in for a model hub: ``ip:8080``."""
-    client = docker.from_env()
-    hub = client.containers.run(
-        fixture_image("echo"), ["serve"], detach=True, labels={"smlocal.session": "test-hub"}
-    )
-    try:
-        hub.reload()
-        yield f"{hub.attrs['NetworkSettings']['IPAddress']}:8080"
-    finally:
-        hub.remove(force=True)
+    """A listening socket on the host, where smlocal's serving network reaches it (its
+    gateway), standing in for a model hub on the internet: ``ip:port``. Model containers
+    reach the host and the internet, not other containers, so the hub is not a container."""
+    from smlocal.emulator.docker_backend import SERVING_NETWORK, DockerBackend
+
+    DockerBackend().ensure_serving_network()
+    network = docker.from_env().networks.get(SERVING_NETWORK)
+    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    with socket.socket() as hub:
+        hub.bind((gateway, 0))
+        hub.listen(16)  # the kernel completes the probe's connect: nothing to accept
+        yield f"{gateway}:{hub.getsockname()[1]}"
 
 
 def test_network_isolation_catches_a_download_at_startup(
