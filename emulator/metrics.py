@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["EndpointMetrics", "LatencyWindow", "VariantMetrics"]
+__all__ = ["EndpointMetrics", "LatencyWindow", "VariantMetrics", "summary_lines"]
 
 _WINDOW = 10_000
 _QUANTILES = (0.5, 0.9, 0.99)
@@ -60,6 +61,21 @@ class VariantMetrics:
             self.model_errors += 1
         self.model_latency.add(model_us)
         self.overhead_latency.add(max(0, total_us - model_us))
+
+
+def summary_lines(
+    metric: str,
+    help_text: str,
+    endpoint: str,
+    windows: Iterable[tuple[str, LatencyWindow]],
+) -> list[str]:
+    """A Prometheus summary (``_sum`` and ``_count``) of per-variant windows."""
+    lines = [f"# HELP {metric} {help_text}", f"# TYPE {metric} summary"]
+    for variant, window in windows:
+        labels = f'endpoint="{endpoint}",variant="{variant}"'
+        lines.append(f"{metric}_sum{{{labels}}} {window.total_us}")
+        lines.append(f"{metric}_count{{{labels}}} {window.count}")
+    return lines
 
 
 @dataclass

@@ -41,7 +41,7 @@ from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, model_erro
 from smlocal.emulator.backend import ContainerBackend, ContainerInfo, ContainerRun
 from smlocal.emulator.endpoint import Endpoint, Instance, LogSink, MonitorSettings
 from smlocal.emulator.errors import ArtifactError
-from smlocal.emulator.metrics import EndpointMetrics, LatencyWindow
+from smlocal.emulator.metrics import EndpointMetrics, LatencyWindow, summary_lines
 from smlocal.emulator.multi_model_cache import InstanceModels, ModelFiles, ModelLoadError
 from smlocal.emulator.multi_model_config import (
     MULTI_MODEL_ENV,
@@ -133,14 +133,12 @@ class MultiModelMetrics(EndpointMetrics):
             "ModelLoadingTime",
             "ModelUnloadingTime",
         ):
-            metric = f"smlocal_{_snake(aws_name)}_microseconds"
-            lines += [f"# HELP {metric} {aws_name} in microseconds", f"# TYPE {metric} summary"]
-            for (name, variant), window in sorted(self.windows.items()):
-                if name != aws_name:
-                    continue
-                labels = f'endpoint="{self.endpoint}",variant="{variant}"'
-                lines.append(f"{metric}_sum{{{labels}}} {window.total_us}")
-                lines.append(f"{metric}_count{{{labels}}} {window.count}")
+            lines += summary_lines(
+                f"smlocal_{_snake(aws_name)}_microseconds",
+                f"{aws_name} in microseconds",
+                self.endpoint,
+                ((v, w) for (name, v), w in sorted(self.windows.items()) if name == aws_name),
+            )
         metric = "smlocal_model_cache_hit"
         lines += [
             f"# HELP {metric} ModelCacheHit: requests whose model was loaded (sum) of all (count)",

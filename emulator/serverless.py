@@ -35,7 +35,7 @@ from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, model_erro
 from smlocal.emulator.backend import ContainerBackend, ContainerInfo, ContainerRun
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus, Instance, LogSink, MonitorSettings
 from smlocal.emulator.errors import EndpointFailedError, SmlocalError
-from smlocal.emulator.metrics import EndpointMetrics, LatencyWindow
+from smlocal.emulator.metrics import EndpointMetrics, LatencyWindow, summary_lines
 from smlocal.emulator.serverless_config import (
     MAX_PAYLOAD_BYTES,
     ServerlessSpec,
@@ -85,15 +85,12 @@ class ServerlessMetrics(EndpointMetrics):
 
     def prometheus(self) -> str:
         lines = [super().prometheus().rstrip("\n")]
-        metric = "smlocal_model_setup_time_microseconds"
-        lines += [
-            f"# HELP {metric} ModelSetupTime (serverless cold start) in microseconds",
-            f"# TYPE {metric} summary",
-        ]
-        for variant, window in sorted(self.model_setup.items()):
-            labels = f'endpoint="{self.endpoint}",variant="{variant}"'
-            lines.append(f"{metric}_sum{{{labels}}} {window.total_us}")
-            lines.append(f"{metric}_count{{{labels}}} {window.count}")
+        lines += summary_lines(
+            "smlocal_model_setup_time_microseconds",
+            "ModelSetupTime (serverless cold start) in microseconds",
+            self.endpoint,
+            sorted(self.model_setup.items()),
+        )
         metric = "smlocal_throttled_requests_total"
         lines += [
             f"# HELP {metric} requests refused with ThrottlingException (MaxConcurrency)",
