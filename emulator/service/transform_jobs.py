@@ -103,6 +103,7 @@ class TransformJobs(Catalog):
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._progress: dict[str, Progress] = {}
         self._logs: dict[str, IO[str]] = {}
+        self._ended_logs: set[str] = set()  # jobs whose log is closed for good
         self.closing = False
 
     def s3(self) -> Any:
@@ -259,6 +260,7 @@ class TransformJobs(Catalog):
         self._close_log(name)  # its containers are gone: one open file per job would pile up
 
     def _close_log(self, name: str) -> None:
+        self._ended_logs.add(name)
         handle = self._logs.pop(name, None)
         if handle is not None:
             handle.close()
@@ -270,8 +272,7 @@ class TransformJobs(Catalog):
 
         def write(source: str, line: str) -> None:
             with lock:
-                record = self.store.get(Kind.TRANSFORM_JOB, name) or {}
-                if record.get("TransformJobStatus") not in (None, "InProgress", "Stopping"):
+                if name in self._ended_logs:
                     return  # a late line of an ended job's container: its log is closed
                 handle = self._logs.get(name)
                 if handle is None:
