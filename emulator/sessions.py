@@ -58,30 +58,34 @@ class SessionAnswer:
     closed_session_id: str | None = None
 
     def headers(self) -> dict[str, str]:
-        names = _answer_headers()
-        found = {names["NewSessionId"]: self.new_session_id}
-        found[names["ClosedSessionId"]] = self.closed_session_id
+        members = _members()
+        found = {members["NewSessionId"].header: self.new_session_id}
+        found[members["ClosedSessionId"].header] = self.closed_session_id
         return {name: value for name, value in found.items() if value is not None}
 
 
+@dataclass(frozen=True)
+class _Member:
+    header: str
+    pattern: re.Pattern[str]
+    max_length: int
+
+
 @functools.cache
-def _answer_headers() -> dict[str, str]:
-    """InvokeEndpoint's session output members and the header each comes in."""
+def _members() -> dict[str, _Member]:
+    """InvokeEndpoint's session output members: the header each comes in, and its rule."""
     model = botocore.session.get_session().get_service_model("sagemaker-runtime")
     shape = model.operation_model("InvokeEndpoint").output_shape
     assert shape is not None  # the model always has it
-    return {m: str(shape.members[m].serialization["name"]) for m in _patterns()}
-
-
-@functools.cache
-def _patterns() -> dict[str, re.Pattern[str]]:
-    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
-    shape = model.operation_model("InvokeEndpoint").output_shape
-    assert shape is not None
-    return {
-        member: re.compile(str(shape.members[member].metadata["pattern"]))
-        for member in ("NewSessionId", "ClosedSessionId")
-    }
+    found = {}
+    for member in ("NewSessionId", "ClosedSessionId"):
+        member_shape = shape.members[member]
+        found[member] = _Member(
+            header=str(member_shape.serialization["name"]),
+            pattern=re.compile(str(member_shape.metadata["pattern"])),
+            max_length=int(member_shape.metadata["max"]),
+        )
+    return found
 
 
 @dataclass
@@ -127,14 +131,16 @@ class SessionTable:
     def observe(self, instance: Instance, answer: Mapping[str, str]) -> SessionAnswer:
         """Record the sessions a container's answer opened or closed (SessionHeaderError
         when it sent one a client could not read)."""
-        names = _answer_headers()
-        patterns = _patterns()
-        new = answer.get(names["NewSessionId"])
-        closed = answer.get(names["ClosedSessionId"])
+        members = _members()
+        new = answer.get(members["NewSessionId"].header)
+        closed = answer.get(members["ClosedSessionId"].header)
         for member, value in (("NewSessionId", new), ("ClosedSessionId", closed)):
-            if value is not None and (len(value) > 256 or not patterns[member].match(value)):
+            rule = members[member]
+            if value is not None and (
+                len(value) > rule.max_length or not rule.pattern.match(value)
+            ):
                 raise SessionHeaderError(
-                    f"its {names[member]} header {value[:_SHOWN]!r} is not a session id"
+                    f"its {rule.header} header {value[:_SHOWN]!r} is not a session id"
                     + ("; Expires=YYYY-MM-DDThh:mm:ssZ" if member == "NewSessionId" else "")
                     + " (botocore's InvokeEndpoint output pattern)"
                 )
@@ -145,8 +151,8 @@ class SessionTable:
                 expires_at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
             except ValueError:
                 raise SessionHeaderError(
-                    f"its {names['NewSessionId']} header's Expires {stamp[:_SHOWN]!r} is no "
-                    "UTC time (YYYY-MM-DDThh:mm:ssZ)"
+                    f"its {members['NewSessionId'].header} header's Expires "
+                    f"{stamp[:_SHOWN]!r} is no UTC time (YYYY-MM-DDThh:mm:ssZ)"
                 ) from None
             self._held[session_id] = _Held(
                 instance.container.id, instance.variant, expires_at.timestamp()
