@@ -8,39 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore import UNSIGNED
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from smlocal.emulator.endpoint import MonitorSettings
-from smlocal.emulator.service.background import service_in_background
-from smlocal.emulator.state import StateDir
 from tests.unit.fakes import FakeBackend, FakeImage
-
-FAST = MonitorSettings(ping_interval_s=0.2, stop_grace_s=1)
+from tests.unit.one_endpoint import one_endpoint
 
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[tuple[Any, FakeBackend]]:
     backend = FakeBackend({"echo:1": FakeImage()})
-    with service_in_background(backend, state=StateDir(tmp_path), settings=FAST) as url:
-        config = Config(
-            signature_version=UNSIGNED,
-            retries={"total_max_attempts": 1},
-            parameter_validation=False,  # the service judges, as AWS does
-        )
-        kwargs: dict[str, Any] = {"endpoint_url": url, "region_name": "us-east-1", "config": config}
-        sm, rt = boto3.client("sagemaker", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
-        sm.create_model(ModelName="m", PrimaryContainer={"Image": "echo:1"})
-        variant = {"VariantName": "A", "ModelName": "m", "InstanceType": "ml.m5.large",
-                   "InitialInstanceCount": 1}  # fmt: skip
-        sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[variant])
-        sm.create_endpoint(EndpointName="ep", EndpointConfigName="c")
-        sm.get_waiter("endpoint_in_service").wait(
-            EndpointName="ep", WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
-        )
+    # client_validation off: the service judges, as AWS does
+    with one_endpoint(backend, tmp_path, "echo:1", client_validation=False) as (_, rt):
         yield rt, backend
 
 
@@ -121,20 +100,11 @@ def _too_big(
 def test_an_answer_over_6_mib_says_it_was_answered(tmp_path: Path) -> None:
     """Not "server error (0)", which reads as if nothing had answered (issue 11, 11)."""
     backend = FakeBackend({"big:1": FakeImage(handler=_too_big)})
-    with service_in_background(backend, state=StateDir(tmp_path), settings=FAST) as url:
-        config = Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1})
-        kwargs: dict[str, Any] = {"endpoint_url": url, "region_name": "us-east-1", "config": config}
-        sm, rt = boto3.client("sagemaker", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
-        sm.create_model(ModelName="m", PrimaryContainer={"Image": "big:1"})
-        variant = {"VariantName": "A", "ModelName": "m", "InstanceType": "ml.m5.large",
-                   "InitialInstanceCount": 1}  # fmt: skip
-        sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[variant])
-        sm.create_endpoint(EndpointName="big", EndpointConfigName="c")
-        sm.get_waiter("endpoint_in_service").wait(
-            EndpointName="big", WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
-        )
-        with pytest.raises(ClientError) as caught:
-            rt.invoke_endpoint(EndpointName="big", Body=b"x")
+    with (
+        one_endpoint(backend, tmp_path, "big:1", name="big") as (_, rt),
+        pytest.raises(ClientError) as caught,
+    ):
+        rt.invoke_endpoint(EndpointName="big", Body=b"x")
     error = caught.value.response
     assert error["Error"]["Code"] == "ModelError"
     assert error["OriginalStatusCode"] == 200

@@ -11,20 +11,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
-from botocore import UNSIGNED
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from smlocal.emulator.endpoint import MonitorSettings
-from smlocal.emulator.service.background import service_in_background
 from smlocal.emulator.sessions import SessionTable
-from smlocal.emulator.state import StateDir
 from tests.unit.fakes import FakeBackend, FakeImage
+from tests.unit.one_endpoint import one_endpoint
 
-FAST = MonitorSettings(ping_interval_s=0.2, stop_grace_s=1)
-WAIT = {"Delay": 0.2, "MaxAttempts": 150}
 SESSION = "x-amzn-sagemaker-session-id"
 _IDS = itertools.count(1)
 
@@ -49,16 +42,7 @@ def stateful(
 @pytest.fixture
 def clients(tmp_path: Path) -> Iterator[tuple[Any, Any, FakeBackend]]:
     backend = FakeBackend({"stateful:1": FakeImage(handler=stateful)})
-    with service_in_background(backend, state=StateDir(tmp_path), settings=FAST) as url:
-        config = Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1})
-        kwargs: dict[str, Any] = {"endpoint_url": url, "region_name": "us-east-1", "config": config}
-        sm, rt = boto3.client("sagemaker", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
-        sm.create_model(ModelName="m", PrimaryContainer={"Image": "stateful:1"})
-        variant = {"VariantName": "A", "ModelName": "m", "InstanceType": "ml.m5.large",
-                   "InitialInstanceCount": 3}  # fmt: skip
-        sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[variant])
-        sm.create_endpoint(EndpointName="chat", EndpointConfigName="c")
-        sm.get_waiter("endpoint_in_service").wait(EndpointName="chat", WaiterConfig=WAIT)
+    with one_endpoint(backend, tmp_path, "stateful:1", name="chat", instances=3) as (sm, rt):
         yield sm, rt, backend
 
 
