@@ -3,42 +3,81 @@
 Invocations, Invocation4XXErrors / Invocation5XXErrors (the container's answer), ModelLatency
 (time inside the container) and OverheadLatency (everything else) in MICROseconds, as AWS
 reports them. Rendered as Prometheus text for ``GET /metrics`` and as a summary when an
-endpoint stops. Latency quantiles come from a bounded window of recent requests.
+endpoint stops. Latency quantiles come from a bounded window of recent requests, kept so that
+recording one stays a store and a scrape costs one C-level sort per changed window.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = ["EndpointMetrics", "LatencyWindow", "VariantMetrics", "summary_lines"]
 
 _WINDOW = 10_000
+_CUTS = 1000  # the quantiles are cut points of the window into 1000 equal parts
 _QUANTILES = (0.5, 0.9, 0.99)
+# Half the bytes of int64, so a scrape's sort takes half the time. numpy >= 2 refuses
+# (OverflowError) a Python int its array cannot hold, which lets add() widen the ring on the
+# first such sample; older numpy wraps it silently, so there the ring is int64 from the start.
+_NARROW: type[np.signedinteger[Any]] = (
+    np.int32 if int(np.__version__.split(".")[0]) >= 2 else np.int64
+)
 
 
-@dataclass
+@dataclass(eq=False)
 class LatencyWindow:
-    """Count and sum of all samples, quantiles over the most recent ones (microseconds)."""
+    """Count and sum of all samples, quantiles over the most recent ones (microseconds).
+
+    The recent samples live in a fixed numpy ring (sample ``i`` at ``i % capacity``): an add is
+    one C-level store, tens of ns over the deque it replaced. A scrape sorts the ring once (C,
+    ~20 µs for 10k int32 samples; ``statistics.quantiles`` took ~1 ms a call, six calls a
+    variant) and keeps the sorted copy until the next add, so every quantile reads that one.
+    """
 
     count: int = 0
     total_us: int = 0
-    recent: deque[int] = field(default_factory=lambda: deque(maxlen=_WINDOW))
+    capacity: int = _WINDOW
+    _ring: npt.NDArray[np.signedinteger[Any]] = field(init=False, repr=False)
+    _sorted: npt.NDArray[np.signedinteger[Any]] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # np.empty costs what deque(maxlen=...) did and touches no page until a sample lands.
+        self._ring = np.empty(self.capacity, dtype=_NARROW)
 
     def add(self, microseconds: int) -> None:
+        index = self.count % self.capacity
+        try:
+            self._ring[index] = microseconds
+        except OverflowError:  # beyond int32 (35 min in µs, 24 days in ms): widen, once
+            self._ring = self._ring.astype(np.int64)
+            self._ring[index] = microseconds
         self.count += 1
         self.total_us += microseconds
-        self.recent.append(microseconds)
+        self._sorted = None
 
     def quantile(self, q: float) -> float:
-        if not self.recent:
+        """``statistics.quantiles(window, n=1000, method="inclusive")``'s cut nearest ``q``.
+
+        The same cut, computed by the same integer formula on the same two order statistics,
+        so the float is bit for bit the one the statistics module returns.
+        """
+        size = min(self.count, self.capacity)
+        if size == 0:
             return 0.0
-        if len(self.recent) == 1:
-            return float(self.recent[0])
-        cuts = statistics.quantiles(self.recent, n=1000, method="inclusive")
-        return cuts[min(len(cuts) - 1, max(0, round(q * 1000) - 1))]
+        if size == 1:
+            return float(self._ring[0])
+        ordered = self._sorted
+        if ordered is None:
+            ordered = self._sorted = np.sort(self._ring[:size])
+        cut = min(_CUTS - 1, max(1, round(q * _CUTS)))  # cut i of 1 .. 999
+        j, delta = divmod(cut * (size - 1), _CUTS)
+        low, high = int(ordered[j]), int(ordered[j + 1])
+        return (low * (_CUTS - delta) + high * delta) / _CUTS
 
 
 @dataclass
