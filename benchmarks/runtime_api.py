@@ -8,11 +8,16 @@ so only same-run ratios mean much):
    - the container called directly on its Docker-published port,
    - the SageMaker Runtime API path of `smlocal serve` (a separate process, as users run it);
 2. throughput with several client processes (requests/s), direct vs through the emulator;
+   beside it, CPU per request: the serving process's (the local service: runtime API and
+   control plane, from /proc/PID/stat) and the container's own (Docker's stats), the stable
+   figures on these 2-core machines;
 3. time to InService: `docker run` + polling /ping every 5 ms until the first 200 (the
    container's own start) against the emulator's Endpoint.start() for the same image.
 
 Goals (issue 2): <= 1 ms added at p50, <= 3 ms at p99, >= 90 % of direct throughput, and
-InService within 0.25 s of the container's first 200 ping.
+InService within 0.25 s of the container's first 200 ping. Issue 15: <= 150 µs CPU per
+InvokeEndpoint in the serving process, >= 75 % of direct throughput with 4 client processes
+on the echo container (>= 85 % on the sklearn image), <= +0.2 ms p50 / +0.5 ms p99.
 
 Run: .venv/bin/python benchmarks/runtime_api.py [--requests 2000] [--seconds 5]
      .venv/bin/python benchmarks/runtime_api.py --image smlocal/sklearn-iris:latest \
@@ -57,6 +62,24 @@ def _latencies(host: str, port: int, path: str, count: int) -> list[float]:
             raise RuntimeError(f"{host}:{port}{path} answered {response.status}")
     conn.close()
     return samples
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (its threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _container_cpu_s(name: str) -> float:
+    """CPU seconds the endpoint's container has used so far (Docker's stats)."""
+    (container,) = docker.from_env().containers.list(filters={"label": f"smlocal.endpoint={name}"})
+    stats = container.stats(stream=False, one_shot=True)
+    return float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+
+
+def _service_pid(home: str) -> int:
+    (record,) = Path(home).rglob("server.json")
+    return int(json.loads(record.read_text())["pid"])
 
 
 def _quantile(samples: list[float], q: float) -> float:
@@ -147,15 +170,23 @@ def _targets(name: str, emulator_port: int) -> dict[str, Target]:
     }
 
 
-def report_latency(paths: dict[str, Target], requests: int, rounds: int) -> None:
+def report_latency(paths: dict[str, Target], requests: int, rounds: int, pid: int) -> None:
     for target in paths.values():  # warm up connections and code paths
         _latencies(*target, 200)
     samples: dict[str, list[float]] = {key: [] for key in paths}
     per_round = max(1, requests // rounds)
+    service_cpu = 0.0
     for _ in range(rounds):  # interleaved, so drift on a noisy machine hits every path alike
         for key, target in paths.items():
+            before = _process_cpu_s(pid)
             samples[key] += _latencies(*target, per_round)
+            if key == "smlocal runtime API":
+                service_cpu += _process_cpu_s(pid) - before
     print(f"latency, {per_round * rounds} sequential keep-alive requests per path")
+    print(
+        f"  serving process CPU per InvokeEndpoint (sequential): "
+        f"{service_cpu / (per_round * rounds) * 1e6:.0f} µs"
+    )
     for key, values in samples.items():
         p50, p99 = _quantile(values, 0.5) * 1e3, _quantile(values, 0.99) * 1e3
         print(f"  {key:26s} p50 {p50:6.3f} ms   p99 {p99:6.3f} ms")
@@ -167,15 +198,33 @@ def report_latency(paths: dict[str, Target], requests: int, rounds: int) -> None
         print(f"  added vs {label:24s}: p50 {add50:+.3f} ms, p99 {add99:+.3f} ms")
 
 
-def report_throughput(paths: dict[str, Target], seconds: float, clients: int) -> None:
+def report_throughput(
+    paths: dict[str, Target], seconds: float, clients: int, pid: int, name: str
+) -> None:
     print(f"throughput, {clients} client processes x {seconds:g} s")
     direct = paths["direct (bridge IP)"]
+    container_before = _container_cpu_s(name)
     first = _throughput(*direct, seconds, clients)
+    container_direct = _container_cpu_s(name) - container_before
+    service_before, container_before = _process_cpu_s(pid), _container_cpu_s(name)
     through = _throughput(*paths["smlocal runtime API"], seconds, clients)
+    service_used = _process_cpu_s(pid) - service_before
+    container_through = _container_cpu_s(name) - container_before
     second = _throughput(*direct, seconds, clients)
     print(f"  direct (bridge IP)   {first:8.0f} req/s, again {second:8.0f} req/s")
     print(f"  smlocal runtime API  {through:8.0f} req/s")
     print(f"  ratio                {through / ((first + second) / 2):8.1%} of direct")
+    # Docker's stats lag by up to a second, so the container's figures are approximate;
+    # the serving process's come from /proc and are exact.
+    served, direct_served = through * seconds, first * seconds
+    per_request = service_used / served * 1e6
+    container_per = container_through / served * 1e6
+    container_direct_per = container_direct / direct_served * 1e6
+    print(
+        f"  CPU per request: serving process {per_request:.0f} µs, "
+        f"container {container_per:.0f} µs through smlocal / {container_direct_per:.0f} µs direct"
+    )
+    print(f"  serving process / container CPU per request: {per_request / container_per:.2f}")
 
 
 def report_startup(image: str, startups: int) -> None:
@@ -213,8 +262,9 @@ def main() -> None:
     emulator_port = int(served.stdout.strip().splitlines()[-1].rsplit(":", 1)[1])
     try:
         paths = _targets(NAME, emulator_port)
-        report_latency(paths, args.requests, args.rounds)
-        report_throughput(paths, args.seconds, args.clients)
+        pid = _service_pid(os.environ["SMLOCAL_HOME"])
+        report_latency(paths, args.requests, args.rounds, pid)
+        report_throughput(paths, args.seconds, args.clients, pid, NAME)
     finally:
         subprocess.run([SMLOCAL, "stop", NAME], capture_output=True, check=False)
         subprocess.run([SMLOCAL, "server", "stop"], capture_output=True, check=False)

@@ -52,6 +52,7 @@ from smlocal.emulator.instances import EndpointStatus, Instance, LogSink, Monito
 from smlocal.emulator.metrics import EndpointMetrics
 from smlocal.emulator.placement import host_has_gpus
 from smlocal.emulator.spec import EndpointSpec, VariantSpec
+from smlocal.emulator.upstream import UpstreamPools
 
 if TYPE_CHECKING:
     from smlocal.emulator.artifacts import StagedModel
@@ -87,6 +88,9 @@ class Endpoint(Adopting, Healing):
         self._monitor: asyncio.Task[None] | None = None
         self._replacing: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
+        # Invocations' own keep-alive connections, per container (issue 15: aiohttp's
+        # client was a third of the data plane's CPU); pings and the rest use ``http``.
+        self.upstream = UpstreamPools()
         self._unwatch: Callable[[], None] | None = None
         self.created_at = time.time()
         self.in_service_at: float | None = None
@@ -178,6 +182,7 @@ class Endpoint(Adopting, Healing):
         if self._http is not None:
             await self._http.close()
             self._http = None
+        self.upstream.close()
         self.status = EndpointStatus.DELETED
 
     async def _stop_all(self) -> None:
@@ -189,6 +194,7 @@ class Endpoint(Adopting, Healing):
     async def _retire(self, instance: Instance) -> None:
         instance.healthy = False
         instance.leaving = True
+        self.upstream.forget(instance.address)
         # Shielded: a cancelled caller must not leave a stopped-but-not-removed container.
         await asyncio.shield(asyncio.to_thread(self._stop_and_remove, instance.container.id))
 

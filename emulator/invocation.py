@@ -29,6 +29,7 @@ from smlocal.emulator.sessions import (
     route_session,
     session_table,
 )
+from smlocal.emulator.upstream import UpstreamTimeout
 
 __all__ = ["InvokeResult", "StreamAnswer", "StreamInterrupted", "invoke", "open_stream"]
 
@@ -159,28 +160,29 @@ async def invoke(
     started = time.perf_counter()
     arrived = received_at if received_at is not None else started
     try:
-        async with endpoint.http.post(
-            instance.url(path),
-            data=body,
-            headers=dict(headers),
-            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=CONNECT_TIMEOUT_S),
-        ) as response:
-            status = response.status
-            payload = await _read_limited(response, max_bytes)
-            model_done = time.perf_counter()
-            content_type = response.headers.get("Content-Type", "application/octet-stream")
-            attributes = response.headers.get(CUSTOM_ATTRIBUTES, "")
-            problem = answer_header_problem(response.headers)
-            answered = response.headers
-    except (TimeoutError, *_UPSTREAM_ERRORS) as error:
+        answer = await endpoint.upstream.to(instance.address).request(
+            "POST",
+            path,
+            headers,
+            body,
+            timeout_s=timeout_s,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+            max_body=max_bytes,
+        )
+    except (UpstreamTimeout, ConnectionError) as error:
         elapsed_us = int((time.perf_counter() - started) * 1e6)
         metrics.record(status=None, model_us=elapsed_us, total_us=elapsed_us)
-        if isinstance(error, TimeoutError) and not _connect_failed(error):
+        if isinstance(error, UpstreamTimeout):
             raise _timeout_error(name, instance, timeout_s) from None
         endpoint.eject(
             instance, f"a connection to it failed ({error.__class__.__name__})", unless_last=True
         )
         raise _connection_error(name, instance, error) from None
+    model_done = time.perf_counter()
+    status, payload, answered = answer.status, answer.body, answer.headers
+    content_type = answered.get("Content-Type", "application/octet-stream")
+    attributes = answered.get(CUSTOM_ATTRIBUTES, "")
+    problem = answer_header_problem(answered)
     model_us = int((model_done - started) * 1e6)
     if len(payload) > max_bytes:
         metrics.record(status=None, model_us=model_us, total_us=model_us)
