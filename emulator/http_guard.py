@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from smlocal.emulator.aws_errors import AwsError, service_unavailable
+from smlocal.emulator.fast_path import FastCycle, FastInvoke, fast_route
 
 __all__ = [
     "OVER_LIMIT_GRACE_S",
@@ -126,6 +127,7 @@ _IDLE, _HEADERS, _BODY = "idle", "headers", "body"
 class _GuardedProtocol(HttpToolsProtocol):
     limits: ClassVar[HttpLimits]
     max_connections: ClassVar[int]
+    fast: ClassVar[FastInvoke | None] = None
 
     # -- uvicorn's protocol interface ----------------------------------------------------
 
@@ -221,13 +223,43 @@ class _GuardedProtocol(HttpToolsProtocol):
         elif self._over_limit:
             refusal = _over_limit
         if refusal is None:
-            super().on_headers_complete()
+            if self.fast is None or not self._take_fast():
+                super().on_headers_complete()
             return
         admitted, self.app = self.app, refusal
         try:
             super().on_headers_complete()
         finally:
             self.app = admitted
+
+    def _take_fast(self) -> bool:
+        """Hand a plain InvokeEndpoint to a FastCycle (:mod:`~smlocal.emulator.fast_path`);
+        False leaves the request to uvicorn's ASGI cycle."""
+        assert self.fast is not None
+        parser = self.parser
+        name = fast_route(
+            parser.get_method(), self.url, parser.get_http_version(), self.expect_100_continue
+        )
+        if name is None or parser.should_upgrade():
+            return False
+        if not self.fast.takes(self.server, self.headers, name):
+            return False
+        cycle = FastCycle(
+            server=self.fast,
+            name=name,
+            headers=self.headers,
+            transport=self.transport,
+            flow=self.flow,
+            keep_alive=parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        existing, self.cycle = self.cycle, cycle  # type: ignore[assignment]
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, self.app)  # type: ignore[arg-type]
+        else:  # pipelined behind a request still being answered: queued as uvicorn queues
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
+        return True
 
     def on_body(self, body: bytes) -> None:
         self._last_body = self.loop.time()
@@ -285,12 +317,15 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._header_timer = self._body_timer = None
 
 
-def guarded_protocol(limits: HttpLimits | None = None) -> type[HttpToolsProtocol]:
-    """The protocol class for ``uvicorn.Config(http=...)``, with ``limits``."""
+def guarded_protocol(
+    limits: HttpLimits | None = None, fast: FastInvoke | None = None
+) -> type[HttpToolsProtocol]:
+    """The protocol class for ``uvicorn.Config(http=...)``, with ``limits``; ``fast`` takes
+    plain InvokeEndpoint requests at the protocol level (:mod:`~smlocal.emulator.fast_path`)."""
     chosen = limits or HttpLimits()
     maximum = chosen.max_connections or default_max_connections()
     return type(
         "GuardedHttpToolsProtocol",
         (_GuardedProtocol,),
-        {"limits": chosen, "max_connections": maximum},
+        {"limits": chosen, "max_connections": maximum, "fast": fast},
     )

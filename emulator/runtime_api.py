@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -43,7 +44,14 @@ from smlocal.emulator.serverless import ServerlessEndpoint
 from smlocal.emulator.serverless_config import MAX_PAYLOAD_BYTES as SERVERLESS_MAX_BYTES
 from smlocal.emulator.shortcuts import first_in_service, ping_answer
 
-__all__ = ["ClientDisconnected", "RuntimeApi", "create_app", "read_body"]
+__all__ = [
+    "BodyReader",
+    "ClientDisconnected",
+    "InvokeAnswer",
+    "RuntimeApi",
+    "create_app",
+    "read_body",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,22 @@ _NOT_FORWARDED = {TARGET_VARIANT}
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+BodyReader = Callable[[int, str], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class InvokeAnswer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    # What runs once the answer is on its way (data capture's offer).
+    after: Callable[[], None] | None = None
+
+    def sent(self) -> None:
+        if self.after is not None:
+            self.after()
 
 
 class ClientDisconnected(Exception):
@@ -143,6 +167,11 @@ class RuntimeApi:
         except AwsError as error:
             await _send(send, error.status, error.headers(), error.body())
 
+    def takes(self, server: Any, headers: list[tuple[bytes, bytes]], name: str) -> bool:
+        """The fast path's gate (:class:`~smlocal.emulator.fast_path.FastInvoke`): on a port of
+        the runtime API alone, every plain InvokeEndpoint request is taken."""
+        return True
+
     def lookup(self, name: str) -> Endpoint:
         self.rules.check_endpoint_name(name)
         endpoint = self.endpoints.get(name)
@@ -156,8 +185,24 @@ class RuntimeApi:
         return endpoint
 
     async def invoke_endpoint(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
-        request_id = str(uuid.uuid4())
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+        async def body(limit: int, request_id: str) -> bytes:
+            return await read_body(receive, headers, limit, request_id)
+
+        answer = await self.answer_invoke(name, headers, body)
+        if answer is not None:
+            await _send(send, answer.status, answer.headers, answer.body)
+            answer.sent()
+
+    async def answer_invoke(
+        self, name: str, headers: Mapping[str, str], read: BodyReader
+    ) -> InvokeAnswer | None:
+        """InvokeEndpoint's answer, whatever carries the request: the ASGI route above, or the
+        protocol-level fast path (:mod:`~smlocal.emulator.fast_path`). ``read(limit,
+        request_id)`` is the body (ValidationError beyond ``limit``; ClientDisconnected if it
+        was cut off: then None, nobody to answer)."""
+        request_id = str(uuid.uuid4())
         endpoint: Endpoint | None = None
         try:
             forwarded = self.rules.forwarded_headers(headers, endpoint_name=name)
@@ -168,7 +213,7 @@ class RuntimeApi:
             check_target_model(endpoint, target_model, request_id)
             serverless = isinstance(endpoint, ServerlessEndpoint)
             limit = SERVERLESS_MAX_BYTES if serverless else self.rules.max_body_bytes
-            body = await read_body(receive, headers, limit, request_id)
+            body = await read(limit, request_id)
             # OverheadLatency runs from here, when SageMaker has the whole request: the
             # client's upload is not smlocal's overhead.
             received = time.perf_counter()
@@ -184,11 +229,10 @@ class RuntimeApi:
         except AwsError as error:
             if endpoint is not None and error.code != "ModelError":
                 endpoint.metrics.rejected += 1
-            await _send(send, error.status, error.headers(request_id), error.body())
-            return
+            return InvokeAnswer(error.status, error.headers(request_id), error.body())
         except ClientDisconnected:
             log.info("request %s: the client left mid-body; not forwarded", request_id)
-            return
+            return None
         answer_headers = {
             "content-type": result.content_type,
             "x-amzn-invoked-production-variant": result.variant,
@@ -196,11 +240,14 @@ class RuntimeApi:
             "x-amzn-requestid": request_id,
             **result.session.headers(),  # stateful sessions: NewSessionId, ClosedSessionId
         }
-        await _send(send, 200, answer_headers, result.body)
-        if endpoint.capture is not None:  # DataCaptureConfig: buffered, written off this path
-            endpoint.capture.offer_answer(
-                result.variant, headers, body, result.content_type, result.body
-            )
+        capture = endpoint.capture
+        if capture is None:
+            return InvokeAnswer(200, answer_headers, result.body)
+
+        def offer() -> None:  # DataCaptureConfig: buffered, written off this path
+            capture.offer_answer(result.variant, headers, body, result.content_type, result.body)
+
+        return InvokeAnswer(200, answer_headers, result.body, offer)
 
     async def invoke_stream(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         """InvokeEndpointWithResponseStream: container chunks out as PayloadPart events."""

@@ -230,14 +230,15 @@ async def serve(
     run = _Run(spec, backend, sink, options, url=f"http://{options.host}:{port}")
     run.announce(EndpointStatus.CREATING, f"staging model(s); runtime API at {run.result.url}")
     endpoints: dict[str, Endpoint] = {}
+    runtime = create_app(endpoints)
     server = QuietServer(
         uvicorn.Config(
-            AwsShaped(create_app(endpoints)),
+            AwsShaped(runtime),
             log_level="warning",
             access_log=False,
             lifespan="off",
             loop="none",
-            http=guarded_protocol(options.http_limits),
+            http=guarded_protocol(options.http_limits, runtime),
             ws="none",
             timeout_keep_alive=options.http_limits.keep_alive_s,
         )

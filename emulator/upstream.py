@@ -334,4 +334,3 @@ class UpstreamPools:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
-

@@ -46,6 +46,7 @@ from smlocal.emulator.server import QuietServer, bind_socket, fast_loop_factory
 from smlocal.emulator.service.async_inference import AsyncInference
 from smlocal.emulator.service.async_routes import AsyncRouting
 from smlocal.emulator.service.control_plane import ControlPlane, is_control_plane
+from smlocal.emulator.service.fast_gate import ServiceFastPath
 from smlocal.emulator.service.hosting import HostingService
 from smlocal.emulator.service.origin_guard import refusal, refuse
 from smlocal.emulator.service.store import Store
@@ -265,7 +266,8 @@ async def run_service(
         resolve_image=hosting._resolve_image,
     )
     hosting.observers.append(asynchronous.on_endpoint_event)
-    runtime = AsyncRouting(RuntimeApi(hosting.endpoints), asynchronous)
+    runtime_api = RuntimeApi(hosting.endpoints)
+    runtime = AsyncRouting(runtime_api, asynchronous)
     # Records only, before the API answers: nobody sees a job "InProgress" that nothing runs.
     await transforms.recover()
     app = AwsShaped(ServiceApp(ControlPlane(hosting, transforms), runtime))
@@ -276,7 +278,7 @@ async def run_service(
             access_log=False,
             lifespan="off",
             loop="none",
-            http=guarded_protocol(http_limits),
+            http=guarded_protocol(http_limits, ServiceFastPath(runtime_api, asynchronous)),
             ws="none",
             timeout_keep_alive=http_limits.keep_alive_s,
         )

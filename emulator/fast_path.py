@@ -1,0 +1,150 @@
+"""InvokeEndpoint at the HTTP-protocol level: the runtime API's hot path without ASGI.
+
+uvicorn turns each request into an ASGI scope, a task running the app through its
+middleware, receive/send message dicts and a header check per answer header; for a
+request the data plane answers in a few hundred microseconds, that machinery was a large
+share of the serving process's CPU (issue 15). So :class:`~smlocal.emulator.http_guard`'s
+protocol hands a plain ``POST /endpoints/{name}/invocations`` to a :class:`FastCycle`
+instead of an ASGI cycle: the body is collected by the protocol's own parser callbacks, the
+answer comes from :meth:`RuntimeApi.answer_invoke` (the very code the ASGI route runs, so
+validation, limits, errors, metrics, variants and capture are the same), and it is written
+in one ``transport.write``.
+
+Everything else takes the ASGI path unchanged, decided from the request line and headers
+alone (:func:`fast_route`): another route or method, a query string, ``Expect:
+100-continue``, an Upgrade, HTTP/1.0, and whatever the server's own gate declines
+(:class:`FastInvoke.takes`: the service sends refusals of its origin guard and async
+endpoints the ASGI way). A :class:`FastCycle` duck-types uvicorn's RequestResponseCycle
+(``body``, ``more_body``, ``message_event``, ``response_complete``, ``disconnected``,
+``keep_alive``, ``run_asgi``), so uvicorn's pipelining queue, flow control, keep-alive and
+shutdown treat both alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+from smlocal.emulator.aws_errors import AwsError, validation_error
+from smlocal.emulator.runtime_api import BodyReader, ClientDisconnected, InvokeAnswer
+
+__all__ = ["FastCycle", "FastInvoke", "fast_route"]
+
+log = logging.getLogger(__name__)
+
+_PREFIX = b"/endpoints/"
+_SUFFIX = b"/invocations"
+
+
+class FastInvoke(Protocol):
+    """What the fast path needs of the server behind the port."""
+
+    def takes(self, server: Any, headers: list[tuple[bytes, bytes]], name: str) -> bool:
+        """False: this request takes the ASGI path (the server answers it specially)."""
+        ...
+
+    async def answer_invoke(
+        self, name: str, headers: Mapping[str, str], read: BodyReader
+    ) -> InvokeAnswer | None: ...
+
+
+def fast_route(method: bytes, url: bytes, http_version: str, expect_100: bool) -> str | None:
+    """The endpoint name of a request the fast path may take, or None (the ASGI path)."""
+    if method != b"POST" or http_version != "1.1" or expect_100:
+        return None
+    if not url.startswith(_PREFIX) or not url.endswith(_SUFFIX) or b"?" in url:
+        return None
+    label = url[len(_PREFIX) : -len(_SUFFIX)]
+    if not label or b"/" in label:
+        return None  # not one segment: the router's UnknownOperationException, via ASGI
+    return unquote(label.decode("latin-1"), errors="replace")
+
+
+class FastCycle:
+    """One InvokeEndpoint request on a connection, from its headers to its answer."""
+
+    def __init__(
+        self,
+        *,
+        server: FastInvoke,
+        name: str,
+        headers: list[tuple[bytes, bytes]],
+        transport: asyncio.Transport,
+        flow: Any,  # uvicorn's FlowControl
+        keep_alive: bool,
+        on_response: Callable[[], None],
+    ) -> None:
+        self.server = server
+        self.name = name
+        self.raw_headers = headers
+        self.transport = transport
+        self.flow = flow
+        self.keep_alive = keep_alive
+        self.on_response = on_response
+        # uvicorn's protocol reads and writes these (its RequestResponseCycle's names).
+        self.body = bytearray()
+        self.more_body = True
+        self.message_event = asyncio.Event()
+        self.response_complete = False
+        self.disconnected = False
+        self.waiting_for_100_continue = False
+
+    async def run_asgi(self, _app: object) -> None:
+        """Named as uvicorn calls it: the request's whole life (the app is not used)."""
+        try:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers}
+            try:
+                answer = await self.server.answer_invoke(self.name, headers, self._read)
+            except Exception:
+                # AwsShaped's rule on the ASGI path: a bug is AWS's InternalFailure.
+                request_id = str(uuid.uuid4())
+                log.exception("request %s (InvokeEndpoint) failed inside smlocal", request_id)
+                error = AwsError(
+                    "InternalFailure", f"smlocal failed on request {request_id}; see its log."
+                )
+                answer = InvokeAnswer(error.status, error.headers(request_id), error.body())
+            if answer is None or self.disconnected:
+                return
+            self._write(answer)
+            answer.sent()
+        finally:
+            self.on_response = lambda: None
+
+    async def _read(self, limit: int, request_id: str) -> bytes:
+        oversize = validation_error(f"Request {request_id} has oversize body.")
+        for name, value in self.raw_headers:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise oversize
+        while self.more_body and not self.disconnected:
+            if len(self.body) > limit:
+                raise oversize
+            self.flow.resume_reading()
+            await self.message_event.wait()
+            self.message_event.clear()
+        if self.disconnected:
+            raise ClientDisconnected(request_id)
+        if len(self.body) > limit:
+            raise oversize
+        return bytes(self.body)
+
+    def _write(self, answer: InvokeAnswer) -> None:
+        parts = [STATUS_LINE[answer.status]]  # uvicorn's own status lines
+        for name, value in answer.headers.items():
+            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        parts.append(b"content-length: %d\r\n" % len(answer.body))
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        parts.append(answer.body)
+        self.transport.write(b"".join(parts))
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
