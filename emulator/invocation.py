@@ -9,14 +9,11 @@ OriginalStatusCode, OriginalMessage, LogStreamArn). Metrics are recorded per var
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-
-import aiohttp
 
 from smlocal.emulator.answer_headers import answer_header_problem
 from smlocal.emulator.aws_errors import ACCOUNT_ID, REGION, AwsError, model_error
@@ -60,20 +57,6 @@ def _where(endpoint: str) -> str:
         f"See the smlocal log of endpoint {endpoint} (`smlocal logs {endpoint}`) "
         "for more information."
     )
-
-
-async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or its first ``limit + 1`` bytes when it is larger than ``limit``."""
-    if response.content_length is not None and response.content_length <= limit:
-        return await response.read()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            break
-    return b"".join(chunks)
 
 
 def _timeout_error(endpoint: str, instance: Instance, timeout_s: float) -> AwsError:
@@ -126,14 +109,9 @@ def _status_error(endpoint: str, instance: Instance, status: int, payload: bytes
     )
 
 
-_UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError)
 # A container on this machine accepts in microseconds; a connect that takes longer is a dead
 # or wrong address, not a slow model: fail it fast and let the instance leave the rotation.
 CONNECT_TIMEOUT_S = 1.0
-
-
-def _connect_failed(error: BaseException) -> bool:
-    return isinstance(error, aiohttp.ConnectionTimeoutError)
 
 
 async def invoke(
@@ -252,41 +230,40 @@ async def open_stream(
     metrics = endpoint.metrics.variant(instance.variant)
     started = time.perf_counter()
     try:
-        response = await endpoint.http.post(
-            instance.url("/invocations"),
-            data=body,
-            headers=dict(headers),
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_read=timeout_s, sock_connect=CONNECT_TIMEOUT_S
-            ),
-        )
-    except (TimeoutError, *_UPSTREAM_ERRORS) as error:
+        answer = await endpoint.upstream.to(instance.address).open_stream(
+            "POST", "/invocations", headers, body, timeout_s=timeout_s,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+        )  # fmt: skip
+    except (UpstreamTimeout, ConnectionError) as error:
         elapsed_us = int((time.perf_counter() - started) * 1e6)
         metrics.record(status=None, model_us=elapsed_us, total_us=elapsed_us)
-        if isinstance(error, TimeoutError) and not _connect_failed(error):
+        if isinstance(error, UpstreamTimeout):
             raise _timeout_error(name, instance, timeout_s) from None
         endpoint.eject(
             instance, f"a connection to it failed ({error.__class__.__name__})", unless_last=True
         )
         raise _connection_error(name, instance, error) from None
-    status: int | None = response.status
+    status: int | None = answer.status
     try:
-        if response.status >= 300:
-            payload = await _read_limited(response, invoke_rules().max_body_bytes)
-            raise _status_error(name, instance, response.status, payload)
-        problem = answer_header_problem(response.headers)
+        if answer.status >= 300:
+            try:
+                payload = await answer.read(invoke_rules().max_body_bytes, timeout_s)
+            except (UpstreamTimeout, ConnectionError):
+                payload = b""
+            raise _status_error(name, instance, answer.status, payload)
+        problem = answer_header_problem(answer.headers)
         if problem is not None:
             status = None
-            raise _answer_error(name, instance, response.status, problem)
+            raise _answer_error(name, instance, answer.status, problem)
 
         async def chunks() -> AsyncIterator[bytes]:
             nonlocal status
             try:
-                async for chunk in response.content.iter_any():
+                async for chunk in answer.chunks(timeout_s):
                     yield chunk
-            except (TimeoutError, *_UPSTREAM_ERRORS) as error:
+            except (UpstreamTimeout, ConnectionError) as error:
                 status = None
-                timed_out = isinstance(error, TimeoutError)
+                timed_out = isinstance(error, UpstreamTimeout)
                 raise StreamInterrupted(
                     f"the response stream from container primary "
                     f"{'timed out' if timed_out else 'broke'} ({error.__class__.__name__}). "
@@ -295,12 +272,12 @@ async def open_stream(
                 ) from None
 
         yield StreamAnswer(
-            content_type=response.headers.get("Content-Type", "application/octet-stream"),
+            content_type=answer.headers.get("Content-Type", "application/octet-stream"),
             variant=instance.variant,
-            custom_attributes=response.headers.get(CUSTOM_ATTRIBUTES, ""),
+            custom_attributes=answer.headers.get(CUSTOM_ATTRIBUTES, ""),
             chunks=chunks(),
         )
     finally:
-        response.release()
+        answer.release()
         elapsed_us = int((time.perf_counter() - started) * 1e6)
         metrics.record(status=status, model_us=elapsed_us, total_us=elapsed_us)

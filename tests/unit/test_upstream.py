@@ -15,6 +15,7 @@ from smlocal.emulator.upstream import (
     ConnectionBroken,
     UpstreamAnswer,
     UpstreamPool,
+    UpstreamStream,
     UpstreamTimeout,
 )
 
@@ -236,5 +237,73 @@ def test_any_body_goes_and_comes_back_intact(bodies: list[bytes]) -> None:
         for body in bodies:
             answer = await _request(pool, body, max_body=100_000)
             assert answer.body == body[::-1]
+
+    asyncio.run(_with_server(handler, run))
+
+
+def _stream(pool: UpstreamPool, timeout_s: float = 5.0) -> Awaitable[UpstreamStream]:
+    return pool.open_stream(
+        "POST", "/invocations", {}, b"go", timeout_s=timeout_s, connect_timeout_s=1.0
+    )
+
+
+def _chunked_head() -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_a_stream_yields_its_pieces_as_they_come_and_its_connection_is_reused() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(_chunked_head())
+            for piece in (b"one ", b"two ", b"three"):
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            writer.write(b"0\r\n\r\n")
+
+    async def run(pool: UpstreamPool) -> None:
+        for _ in range(2):
+            stream = await _stream(pool)
+            assert stream.status == 200 and stream.headers["content-type"] == "text/plain"
+            pieces = [piece async for piece in stream.chunks(5.0)]
+            stream.release()
+            assert b"".join(pieces) == b"one two three" and len(pieces) >= 2
+
+    asyncio.run(_with_server(handler, run))
+    assert connections == 1
+
+
+def test_a_stream_broken_off_or_gone_quiet_raises_never_ends_quietly() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, body = await _read_request(reader)
+        writer.write(_chunked_head() + b"4\r\npart\r\n")
+        await writer.drain()
+        if body == b"go":
+            writer.transport.abort()  # broken off mid-stream
+        else:
+            await asyncio.sleep(5)  # silent
+
+    async def run(pool: UpstreamPool) -> None:
+        stream = await _stream(pool)
+        with pytest.raises(ConnectionBroken):
+            async for _ in stream.chunks(5.0):
+                pass
+        stream.release()
+        quiet = await pool.open_stream(
+            "POST", "/invocations", {}, b"quiet", timeout_s=0.3, connect_timeout_s=1.0
+        )
+        with pytest.raises(UpstreamTimeout):
+            async for _ in quiet.chunks(0.3):
+                pass
+        quiet.release()
+        assert not pool._idle  # neither connection is reused
 
     asyncio.run(_with_server(handler, run))
