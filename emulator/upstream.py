@@ -20,14 +20,18 @@ What it guarantees the caller (:mod:`~smlocal.emulator.invocation`):
 - streamed, each wait for data bounded by ``timeout_s``, so a long stream that keeps
   producing is never cut off.
 
-A connection the pool reused that the container had closed meanwhile (its keep-alive timeout
-raced the request) fails before any answer byte: that one request is retried once on a new
-connection, as the container never saw it answered.
+A connection the pool reused after it sat idle for :data:`RACE_IDLE_S` or more, and that the
+container closed before sending a byte of the answer, lost the keep-alive race (the
+container's idle timeout fired as the request went out): that one request is retried once
+on a new connection. A connection used more recently that dies that way is a container that
+closed on the request itself (a worker that crashed on it), and is not retried: a POST must
+not reach a model twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 
 from multidict import CIMultiDictProxy
@@ -75,6 +79,11 @@ def _request_head(
     lines.append("\r\n")
     # latin-1: header values came in as latin-1 from the runtime API's own decoding.
     return "\r\n".join(lines).encode("latin-1")
+
+
+# Containers' keep-alive timeouts are seconds (gunicorn's default is 2 s, nginx's 75 s): a
+# connection idle for less than this was not closed by one.
+RACE_IDLE_S = 1.0
 
 
 class UpstreamStream:
@@ -208,10 +217,10 @@ class UpstreamPool:
         timer = loop.call_later(timeout_s, time_out)
         try:
             for attempt in (1, 2):
-                current, reused = self._take()
+                current, raced = self._take()
                 if current is None:
                     current = await self._connect(loop, connect_timeout_s)
-                    reused = False
+                    raced = False
                 if timed_out:
                     raise UpstreamTimeout()
                 self._busy.add(current)
@@ -219,7 +228,7 @@ class UpstreamPool:
                     answer = await current.exchange(parts, max_body, stream=stream)
                 except ConnectionBroken:
                     self._busy.discard(current)
-                    if reused and attempt == 1 and current.received_nothing and not timed_out:
+                    if raced and attempt == 1 and current.received_nothing and not timed_out:
                         continue  # the keep-alive race (module docstring): once more, anew
                     raise
                 except BaseException:
@@ -234,15 +243,18 @@ class UpstreamPool:
     def _give_back(self, connection: ContainerConnection) -> None:
         self._busy.discard(connection)
         if connection.reusable and not self._closed:
+            connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:
             connection.abort()
 
     def _take(self) -> tuple[ContainerConnection | None, bool]:
+        """An idle connection (None: make one), and whether it sat idle long enough that a
+        close before any answer byte is the keep-alive race (module docstring)."""
         while self._idle:
             connection = self._idle.pop()
             if not connection.closed:
-                return connection, True
+                return connection, time.monotonic() - connection.idle_since >= RACE_IDLE_S
         return None, False
 
     async def _connect(

@@ -56,6 +56,7 @@ class ContainerConnection(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.idle_since = 0.0  # time.monotonic() when the pool last took it back
         self.parser = httptools.HttpResponseParser(self)
         self._answer: asyncio.Future[UpstreamAnswer] | None = None
         # Streaming (InvokeEndpointWithResponseStream): the answer resolves at its headers,

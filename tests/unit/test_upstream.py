@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smlocal.emulator import upstream
 from smlocal.emulator.upstream import (
     ConnectFailed,
     ConnectionBroken,
@@ -187,13 +188,10 @@ def test_an_oversize_answer_stops_at_the_limit_plus_one() -> None:
     asyncio.run(_with_server(handler, run))
 
 
-def test_the_keep_alive_race_is_retried_once_on_a_new_connection() -> None:
-    connections = 0
-
+def _closing_on_the_second_request(counter: list[int]) -> Handler:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        if connections == 1:
+        counter.append(1)
+        if len(counter) == 1:
             await _read_request(reader)
             writer.write(_ok(b"first"))
             await writer.drain()
@@ -205,12 +203,38 @@ def test_the_keep_alive_race_is_retried_once_on_a_new_connection() -> None:
         writer.write(_ok(b"second"))
         await writer.drain()
 
+    return handler
+
+
+def test_the_keep_alive_race_is_retried_once_on_a_new_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(upstream, "RACE_IDLE_S", 0.0)  # every reused connection sat "long"
+    connections: list[int] = []
+
     async def run(pool: UpstreamPool) -> None:
         assert (await _request(pool)).body == b"first"
         assert (await _request(pool)).body == b"second"
 
-    asyncio.run(_with_server(handler, run))
-    assert connections == 2
+    asyncio.run(_with_server(_closing_on_the_second_request(connections), run))
+    assert len(connections) == 2
+
+
+def test_a_busy_connection_closed_on_a_request_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Used a moment ago: no keep-alive timeout closed it; the container closed on the request
+    # (a crashed worker), and sending it again would run the model twice.
+    monkeypatch.setattr(upstream, "RACE_IDLE_S", 60.0)
+    connections: list[int] = []
+
+    async def run(pool: UpstreamPool) -> None:
+        assert (await _request(pool)).body == b"first"
+        with pytest.raises(ConnectionBroken, match="before answering"):
+            await _request(pool)
+
+    asyncio.run(_with_server(_closing_on_the_second_request(connections), run))
+    assert len(connections) == 1
 
 
 def test_no_listener_is_a_connect_failure() -> None:
