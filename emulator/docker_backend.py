@@ -45,7 +45,9 @@ from smlocal.emulator.backend import (
     ContainerState,
     RunningContainer,
 )
+from smlocal.emulator.docker_logs import follow_output
 from smlocal.emulator.errors import BackendError, ImageNotFoundError
+from smlocal.emulator.log_files import paced
 
 __all__ = ["PIDS_LIMIT", "SERVING_NETWORK", "DockerBackend"]
 
@@ -340,6 +342,23 @@ class DockerBackend:
                 return int(value)
         return None
 
+    def cpu_seconds(self, container_id: str) -> float:
+        """CPU seconds (user + system) the container's processes have used so far.
+
+        Docker's own stats (the cgroup's usage), one-shot so the call does not wait a second
+        for a second sample; for load-test CPU accounting, not part of the backend protocol.
+        """
+        try:
+            stats = self._container(container_id).stats(stream=False, one_shot=True)
+        except docker.errors.APIError as error:
+            raise BackendError(f"no CPU figures for {container_id[:12]}: {error}") from None
+        return float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+
+    def cpu_limit(self, container_id: str) -> float | None:
+        """The container's CPU limit in cores (``--cpus``); None when it has none."""
+        nano = int(self._container(container_id).attrs["HostConfig"].get("NanoCpus") or 0)
+        return nano / 1e9 if nano else None
+
     def logs(self, container_id: str, tail: int = 50) -> str:
         try:
             raw: bytes = self._container(container_id).logs(tail=tail)
@@ -348,11 +367,8 @@ class DockerBackend:
         return raw.decode(errors="replace")
 
     def follow_logs(self, container_id: str, since: float | None = None) -> Iterator[bytes]:
-        extra: dict[str, Any] = {"since": float(since)} if since else {}
-        stream: Iterator[bytes] = self._container(container_id).logs(
-            stream=True, follow=True, **extra
-        )
-        return stream
+        # A line per request must cost neither a wake-up of the pump nor a frame read each.
+        return paced(follow_output(self._container(container_id), since))
 
     def stop(self, container_id: str, timeout_s: float = 30.0) -> None:
         # docker stop = SIGTERM, then SIGKILL after the timeout: SageMaker's own sequence.

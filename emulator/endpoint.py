@@ -381,10 +381,15 @@ class Endpoint(Adopting, Healing):
         return [i for i in self.instances[variant] if i.healthy]
 
     def describe(self) -> dict[str, object]:
+        """The status route's view (``GET /smlocal/endpoints``). Beyond DescribeEndpoint's
+        fields it names each instance's container and the address the runtime API calls it
+        on, and the hosting modes, so ``smlocal loadtest --direct`` can aim at the containers
+        and measure their CPU."""
         return {
             "EndpointName": self.spec.name,
             "EndpointStatus": str(self.status),
             "FailureReason": self.failure_reason or None,
+            "AsyncInference": self.spec.asynchronous,
             "ProductionVariants": [
                 {
                     "VariantName": v.name,
@@ -393,6 +398,17 @@ class Endpoint(Adopting, Healing):
                     "DesiredInstanceCount": v.instance_count,
                     "CurrentInstanceCount": len(self.healthy(v.name)),
                     "Image": v.image,
+                    "Serverless": v.serverless is not None,
+                    "MultiModel": v.multi_model is not None,
+                    "Instances": [
+                        {
+                            "Instance": i.label,
+                            "ContainerId": i.container.id,
+                            "Url": i.url(""),
+                            "Healthy": i.healthy,
+                        }
+                        for i in self.instances.get(v.name, [])
+                    ],
                 }
                 for v in self.spec.variants
             ],
