@@ -8,7 +8,8 @@ Public API (the ``smlocal loadtest`` command is a thin wrapper around it):
 - :func:`load_payloads`, :func:`classify` — payload files and error kinds.
 
 Modules: ``locustfile`` (the Locust user), ``runner`` (Locust processes), ``stats`` (Locust's
-CSV), ``findmax``, ``advice``, ``pricing``, ``report``, ``live``, ``target``, ``session``.
+CSV), ``findmax``, ``advice``, ``pricing``, ``report``, ``live``, ``target``, ``session``,
+``fleet`` (an endpoint's containers, ``--direct``), ``cpu`` and ``cpu_text`` (CPU accounting).
 Benchmarks that need a checkout live in the repository's ``benchmarks/`` folder, not here.
 Importing this package does not import Locust (it monkey-patches with gevent).
 """

@@ -8,6 +8,9 @@ counts by kind come straight from Locust's own statistics):
 ``Throttling``           ``ThrottlingException``, ``ModelNotReadyException`` or a bare 429
 ``ConnectionError``      no HTTP answer at all (refused, reset, timed out)
 ``<ErrorType>(NNN)``     any other AWS error type (``x-amzn-errortype``) or plain status NNN
+
+With ``--direct`` there is no runtime API to wrap a container's answer: any non-2xx status
+NNN the container gives is ``ModelError(NNN)``, what SageMaker would report for it.
 """
 
 from __future__ import annotations
@@ -56,12 +59,17 @@ def _original_status(body: bytes) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def classify(status: int, headers: Mapping[str, str], body: bytes) -> str | None:
-    """The error kind of one response, or None for a success (2xx)."""
+def classify(
+    status: int, headers: Mapping[str, str], body: bytes, *, direct: bool = False
+) -> str | None:
+    """The error kind of one response, or None for a success (2xx). ``direct``: the answer
+    came from the container itself (``--direct``), not through a runtime API."""
     if status == 0:
         return CONNECTION_ERROR
     if 200 <= status < 300:
         return None
+    if direct:
+        return f"ModelError({status})"
     error_type = _error_type(headers, body)
     if error_type == "ModelError":
         original = _original_status(body)

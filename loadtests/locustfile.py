@@ -16,6 +16,10 @@ Configuration (environment, so that Locust workers on other machines are set up 
 ``SMLOCAL_LT_TARGET_VARIANT``  send every request to this production variant
 ``SMLOCAL_LT_SIGV4_REGION``    sign each request with SigV4 (service ``sagemaker``) for this
                                region, credentials from the boto3 default chain
+``SMLOCAL_LT_DIRECT_URLS``     ``--direct``: containers' own ``/invocations`` URLs, comma-separated,
+                               called in turn (round-robin, as the runtime API spreads requests)
+                               with the headers the runtime API would forward; any non-2xx
+                               answer counts as ``ModelError(NNN)``
 ``SMLOCAL_LT_LIVE_FILE``       the master (or local runner) writes a JSON snapshot here each second
 ``SMLOCAL_LT_FINAL_CSV``       at quit, the master (or local runner) writes Locust's final
                                statistics with Locust's own CSV writer to
@@ -97,6 +101,10 @@ class _Signer:
 # Shared by all users of this process: a cycle gives every payload line the same share.
 _PAYLOAD_CYCLE: itertools.cycle[Payload] | None = None
 _CYCLE_LOCK = threading.Lock()
+# --direct: one shared round-robin over the containers, so each gets the same share of
+# requests however many users run (one user still reaches every instance).
+_DIRECT_URLS = [u for u in os.environ.get("SMLOCAL_LT_DIRECT_URLS", "").split(",") if u]
+_DIRECT_CYCLE = itertools.cycle(_DIRECT_URLS) if _DIRECT_URLS else None
 
 
 def _next_payload() -> Payload:
@@ -115,26 +123,31 @@ class SageMakerUser(FastHttpUser):
     connection_timeout = 10.0
 
     def on_start(self) -> None:
-        self._path = _invocation_path()
+        self._direct = _DIRECT_CYCLE is not None
+        # Direct requests are named by the path alone: one statistics row over all instances.
+        self._path = "/invocations" if self._direct else _invocation_path()
         region = os.environ.get("SMLOCAL_LT_SIGV4_REGION")
         self._signer = _Signer(region) if region else None
 
     @task
     def invoke(self) -> None:
         payload = _next_payload()
-        headers = payload.headers()
+        if _DIRECT_CYCLE is not None:
+            url, headers = next(_DIRECT_CYCLE), payload.container_headers()
+        else:
+            url, headers = self._path, payload.headers()
         if self._signer is not None:
             headers = self._signer.headers(f"{self.host}{self._path}", payload.body, headers)
         with self.client.post(
-            self._path,
+            url,
             data=payload.body,  # type: ignore[arg-type]  # bytes work; the stub says str
             headers=headers,
-            name=f"{self._path} [{payload.name}]" if payload.name else None,
+            name=f"{self._path} [{payload.name}]" if payload.name else self._path,
             catch_response=True,
         ) as response:
             status = response.status_code or 0
             answer_headers = {k: v for k, v in (response.headers or {}).items()}
-            kind = classify(status, answer_headers, response.content or b"")
+            kind = classify(status, answer_headers, response.content or b"", direct=self._direct)
             if kind is None:
                 response.success()
             else:

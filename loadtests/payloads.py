@@ -54,6 +54,13 @@ class Payload:
             headers["X-Amzn-SageMaker-Target-Variant"] = self.target_variant
         return headers
 
+    def container_headers(self) -> dict[str, str]:
+        """The headers as the container gets them from the runtime API (``--direct``): the
+        same ones, and ``Accept: */*`` when the request names none, as the runtime API adds."""
+        headers = self.headers()
+        headers.setdefault("Accept", "*/*")
+        return headers
+
 
 def _from_line(value: object, content_type: str, target_variant: str | None) -> Payload:
     if isinstance(value, dict) and "body" in value and set(value) <= _ENVELOPE_KEYS:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from smlocal.loadtests.advice import SCALE_IN_COOLDOWN_S, SCALE_OUT_COOLDOWN_S, ScalingAdvice
+from smlocal.loadtests.cpu import CpuUsage
 from smlocal.loadtests.stats import StepStats
 
 __all__ = ["SUMMARY_FILE", "SUMMARY_SCHEMA", "RunInfo", "plot_steps", "write_summary"]
@@ -35,10 +36,13 @@ class RunInfo:
     instance_count: int
     workers: int
     target_variant: str | None = None
+    # --direct: Locust called these containers' /invocations, not the runtime API at ``url``.
+    direct_urls: tuple[str, ...] = ()
 
 
-def _step_json(step: StepStats, report_dir: Path) -> dict[str, Any]:
+def _step_json(step: StepStats, report_dir: Path, cpu: CpuUsage | None) -> dict[str, Any]:
     fields = asdict(step)
+    fields["cpu"] = cpu.as_json() if cpu is not None else None
     prefix = Path(fields.pop("csv_prefix"))
     fields["stats_csv"] = str(Path(f"{prefix}_final_stats.csv").relative_to(report_dir))
     fields["failures_csv"] = str(Path(f"{prefix}_final_failures.csv").relative_to(report_dir))
@@ -55,8 +59,13 @@ def write_summary(
     find_max: dict[str, Any] | None,
     generator_cpu_warning: bool,
     files: dict[str, str],
+    cpu: Sequence[CpuUsage | None] = (),
+    shown_cpu: CpuUsage | None = None,
 ) -> Path:
-    """Write ``loadtest-summary.json`` in ``report_dir`` and return its path."""
+    """Write ``loadtest-summary.json`` in ``report_dir`` and return its path. ``cpu``: each
+    step's CPU use (in step order); ``shown_cpu``: the reported step's (find-max's MAX_RPS
+    step, or the one fixed-load step)."""
+    step_cpu = list(cpu) + [None] * (len(steps) - len(cpu))
     errors: dict[str, int] = {}
     for step in steps:
         for kind, count in step.errors.items():
@@ -66,6 +75,9 @@ def write_summary(
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "endpoint_name": info.endpoint_name,
         "target": {"kind": info.target_kind, "url": info.url, "variant": info.target_variant},
+        # --direct: Locust called the containers themselves (the runtime API was not in the path).
+        "direct": {"urls": list(info.direct_urls)} if info.direct_urls else None,
+        "cpu": shown_cpu.as_json() if shown_cpu is not None else None,
         "mode": info.mode,
         "instance_type": info.instance_type,
         "instance_count": info.instance_count,
@@ -94,7 +106,10 @@ def write_summary(
             "failures": sum(s.failures for s in steps),
         },
         "errors": errors,
-        "steps": [_step_json(step, report_dir) for step in steps],
+        "steps": [
+            _step_json(step, report_dir, usage)
+            for step, usage in zip(steps, step_cpu, strict=False)
+        ],
         "generator": {"workers": info.workers, "cpu_warning": generator_cpu_warning},
         "files": files,
     }

@@ -58,6 +58,8 @@ class LocustTarget:
     workers: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
     spec: Path | None = None
+    # --direct: the containers' own /invocations URLs, called in turn instead of ``path``.
+    direct_urls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.payload is None) == (self.spec is None):
@@ -74,6 +76,7 @@ class LocustTarget:
             SMLOCAL_LT_CONTENT_TYPE=self.content_type,
             SMLOCAL_LT_TARGET_VARIANT=self.target_variant or "",
             SMLOCAL_LT_SIGV4_REGION=self.sigv4_region or "",
+            SMLOCAL_LT_DIRECT_URLS=",".join(self.direct_urls),
         )
         return env
 

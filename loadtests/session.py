@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from smlocal.loadtests.advice import ScalingAdvice, advise
+from smlocal.loadtests.cpu import CpuProbe, CpuUsage
 from smlocal.loadtests.findmax import FindMaxResult, FindMaxSettings, find_max
 from smlocal.loadtests.report import RunInfo, plot_steps, write_summary
 from smlocal.loadtests.runner import LocustTarget, Snapshot, generator_overloaded, run_locust
@@ -48,6 +49,9 @@ class LoadTestOutcome:
     search: FindMaxResult | None
     advice: ScalingAdvice | None
     generator_cpu_warning: bool
+    # Per step, in order (None: not measured); ``shown_cpu`` is the reported step's.
+    cpu: tuple[CpuUsage | None, ...] = ()
+    shown_cpu: CpuUsage | None = None
 
 
 def _per_instance(step: StepStats, instances: int) -> StepStats:
@@ -60,23 +64,33 @@ def run_loadtest(
     info: RunInfo,
     options: LoadTestOptions,
     on_progress: Progress | None = None,
+    *,
+    cpu: CpuProbe | None = None,
 ) -> LoadTestOutcome:
+    """Run the test; with ``cpu``, each step's CPU use (runtime API, containers, machine) is
+    measured over that step and written beside Locust's figures."""
     steps_dir = options.report_dir / "steps"
     steps_dir.mkdir(parents=True, exist_ok=True)
     counter = iter(range(1, 1000))
+    usage: dict[str, CpuUsage | None] = {}
 
     def run_step(users: int, duration_s: float, spawn_rate: float | None = None) -> StepStats:
         number = next(counter)
         label = f"step {number:02d}: {users} users, {duration_s:g} s"
         prefix = steps_dir / f"{number:02d}-u{users}"
-        return run_locust(
-            target,
-            users,
-            duration_s,
-            prefix,
-            spawn_rate=spawn_rate,
-            on_progress=(lambda snap: on_progress(label, snap)) if on_progress else None,
+        window = cpu.start() if cpu is not None else None
+
+        def progress(snapshot: Snapshot) -> None:
+            if window is not None and int(snapshot.get("requests") or 0) > 0:
+                window.mark_active()
+            if on_progress is not None:
+                on_progress(label, snapshot)
+
+        step = run_locust(
+            target, users, duration_s, prefix, spawn_rate=spawn_rate, on_progress=progress
         )
+        usage[step.csv_prefix] = window.finish(step.requests, step.rps) if window else None
+        return step
 
     search: FindMaxResult | None = None
     advice: ScalingAdvice | None = None
@@ -116,6 +130,8 @@ def run_loadtest(
             "max_rps_step_users": search.best.users if search.best else None,
             "measured_max_rps": search.max_rps,
         }
+    per_step = tuple(usage.get(s.csv_prefix) for s in steps)
+    shown_cpu = usage.get(shown.csv_prefix)
     summary = write_summary(
         report_dir,
         info,
@@ -123,6 +139,8 @@ def run_loadtest(
         advice=advice,
         find_max=find_max_json,
         generator_cpu_warning=cpu_warning,
+        cpu=per_step,
+        shown_cpu=shown_cpu,
         files={
             "summary": "loadtest-summary.json",
             "plot": "loadtest.png",
@@ -130,4 +148,4 @@ def run_loadtest(
             "steps": "steps/",
         },
     )
-    return LoadTestOutcome(summary, tuple(steps), search, advice, cpu_warning)
+    return LoadTestOutcome(summary, tuple(steps), search, advice, cpu_warning, per_step, shown_cpu)

@@ -17,6 +17,7 @@ from rich.markup import escape
 from smlocal.cli.output import ExitCode, err, fail, out, reported
 
 if TYPE_CHECKING:
+    from smlocal.loadtests.report import RunInfo
     from smlocal.loadtests.session import LoadTestOutcome
     from smlocal.loadtests.target import Endpoint
 
@@ -36,7 +37,7 @@ def _endpoint(
 ) -> Iterator[Endpoint]:
     from smlocal.loadtests.target import (
         AWS_PREFIX,
-        Endpoint,
+        at_url,
         resolve_aws,
         resolve_local,
         started_endpoint,
@@ -49,13 +50,42 @@ def _endpoint(
         with started_endpoint(target, image, model, instance_type, instance_count) as endpoint:
             yield endpoint
     elif endpoint_url is not None:
-        yield Endpoint(name=target, url=endpoint_url.rstrip("/"), kind="local")
+        yield at_url(target, endpoint_url)
     else:
         yield resolve_local(target)
 
 
-def _print_outcome(outcome: LoadTestOutcome) -> None:
+def _figure(value: float | None, form: str) -> str:
+    return format(value, form) if value is not None else "-"
+
+
+def _print_step_cpu(outcome: LoadTestOutcome, *, direct: bool) -> None:
+    """Each step's CPU (a table of its own: the steps table already fills 80 columns)."""
     from rich.table import Table
+
+    table = Table(title="CPU per step (runtime API / container)", title_justify="left")
+    for column in ("users", "req/s", "API µs/req", "API cores", "ctr µs/req", "ctr cores"):
+        table.add_column(column, justify="right")
+    for step, cpu in zip(outcome.steps, outcome.cpu, strict=False):
+        if cpu is None:
+            continue
+        # --direct: the runtime API is not in the path, so per request it has no figure.
+        api_us = None if direct else cpu.runtime_api_us_per_request
+        table.add_row(
+            str(step.users),
+            f"{step.rps:.1f}",
+            _figure(api_us, ".0f"),
+            _figure(cpu.runtime_api_cores, ".2f"),
+            _figure(cpu.container_us_per_request, ".0f"),
+            _figure(cpu.container_cores, ".2f"),
+        )
+    out.print(table)
+
+
+def _print_outcome(outcome: LoadTestOutcome, info: RunInfo) -> None:
+    from rich.table import Table
+
+    from smlocal.loadtests.cpu_text import cpu_lines
 
     table = Table(title="steps (Locust statistics)", title_justify="left")
     for column in ("users", "requests", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms"):
@@ -71,6 +101,20 @@ def _print_outcome(outcome: LoadTestOutcome) -> None:
             ", ".join(f"{k}: {n}" for k, n in sorted(s.errors.items())),
         )
     out.print(table)
+    if len(outcome.steps) > 1 and any(c is not None for c in outcome.cpu):
+        _print_step_cpu(outcome, direct=bool(info.direct_urls))
+    if info.direct_urls:
+        out.print(
+            f"[bold]direct[/] to the container: {escape(', '.join(info.direct_urls))} "
+            "(no runtime API in the path: what SageMaker's front end sees)"
+        )
+    else:
+        out.print(f"through the runtime API at {escape(info.url)}")
+    if outcome.shown_cpu is not None:
+        for line in cpu_lines(
+            outcome.shown_cpu, direct=bool(info.direct_urls), kind=info.target_kind
+        ):
+            out.print(escape(line))
     search, advice = outcome.search, outcome.advice
     if search is not None:
         out.print(f"stopped: {escape(search.stop_reason)}")
@@ -189,18 +233,50 @@ def register(app: typer.Typer) -> None:
         endpoint_url: Annotated[
             str | None, typer.Option(help="Runtime API URL instead of the default.")
         ] = None,
+        direct: Annotated[
+            bool,
+            typer.Option(
+                "--direct",
+                help="Send Locust straight to the container's own /invocations (round-robin "
+                "over its instances), not through smlocal's runtime API: the container alone, "
+                "as SageMaker's front end (on other machines) calls it. Headers as the "
+                "container would get them, no runtime-API validation; a non-2xx answer counts "
+                "as ModelError(NNN). Local endpoints only; not serverless, async or "
+                "multi-model; several variants need --target-variant.",
+            ),
+        ] = False,
     ) -> None:
         """Load-test an endpoint with Locust; with --find-max, find MAX_RPS and scaling advice.
 
+        The report says how much CPU smlocal's runtime API and the container used while
+        requests flowed (CPU-s/s, share of a core or of the container's vCPU limit, and CPU
+        µs per request, the figure that stays put on a busy machine), and names the likely
+        limit: when the runtime API is near a full core, or competes for a saturated
+        machine, the figures understate the container; --direct then measures it alone.
+
         Example: smlocal loadtest iris --image smlocal/sklearn-iris:latest
         --model containers/sklearn/build/model.tar.gz --payload payload.json --find-max
+
+        The container alone: add --direct, and compare its MAX_RPS and µs per request.
         """
         from smlocal.loadtests.findmax import FindMaxSettings
         from smlocal.loadtests.live import LiveView
         from smlocal.loadtests.report import RunInfo
         from smlocal.loadtests.runner import LocustError, LocustTarget
         from smlocal.loadtests.session import LoadTestOptions, run_loadtest
+        from smlocal.loadtests.target import (
+            AWS_PREFIX,
+            cpu_probe,
+            direct_target,
+            endpoint_fleet,
+        )
 
+        if direct and target.startswith(AWS_PREFIX):
+            raise typer.BadParameter(
+                "a real SageMaker endpoint's containers are reachable only through its "
+                "runtime API; --direct needs a local endpoint",
+                param_hint="'--direct'",
+            )
         if compare_instances is not None:
             if image is None:
                 raise typer.BadParameter("--compare-instances needs --image")
@@ -229,8 +305,11 @@ def register(app: typer.Typer) -> None:
                         region=region,
                         endpoint_url=endpoint_url,
                     ) as endpoint:
+                        fleet = endpoint_fleet(endpoint)
+                        urls = direct_target(endpoint, fleet, target_variant) if direct else ()
                         locust_target = LocustTarget(
-                            host=endpoint.url,
+                            # Locust wants a host; direct requests carry absolute URLs.
+                            host=urls[0].removesuffix("/invocations") if urls else endpoint.url,
                             payload=payload,
                             spec=spec,
                             endpoint=endpoint.name,
@@ -238,6 +317,7 @@ def register(app: typer.Typer) -> None:
                             target_variant=target_variant,
                             sigv4_region=endpoint.region if endpoint.kind == "aws" else None,
                             workers=workers,
+                            direct_urls=urls,
                         )
                         info = RunInfo(
                             endpoint_name=endpoint.name,
@@ -248,6 +328,7 @@ def register(app: typer.Typer) -> None:
                             instance_count=count,
                             workers=workers,
                             target_variant=target_variant,
+                            direct_urls=urls,
                         )
                         options = LoadTestOptions(
                             report_dir=report_dir,
@@ -268,9 +349,15 @@ def register(app: typer.Typer) -> None:
                                 view.label = f"{endpoint.name} ({count} instance(s)) — {label}"
                                 view.update(snapshot)
 
-                            outcome = run_loadtest(locust_target, info, options, progress)
+                            outcome = run_loadtest(
+                                locust_target,
+                                info,
+                                options,
+                                progress,
+                                cpu=cpu_probe(endpoint, fleet),
+                            )
                     outcomes.append(outcome)
-                    _print_outcome(outcome)
+                    _print_outcome(outcome, info)
             except LocustError as error:
                 fail(str(error), ExitCode.FAILED)
         if compare_instances:
