@@ -90,7 +90,8 @@ def judgement(usage: CpuUsage, *, direct: bool) -> str | None:
     if saturated:
         return (
             f"this machine's {usage.machine_cores} cores were {busy:.0%} busy: Locust competes "
-            "with the container for CPU; run Locust elsewhere (--workers on other machines)"
+            "with the container for CPU, so these figures are a floor; run Locust on other "
+            "machines for more (loadtests/README.md, More load)"
         )
     return None
 

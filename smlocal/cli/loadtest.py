@@ -257,7 +257,8 @@ def register(app: typer.Typer) -> None:
         Example: smlocal loadtest iris --image smlocal/sklearn-iris:latest
         --model containers/sklearn/build/model.tar.gz --payload payload.json --find-max
 
-        The container alone: add --direct, and compare its MAX_RPS and µs per request.
+        The container alone (its MAX_RPS and µs per request, to compare):
+        smlocal loadtest iris --direct --payload payload.json --find-max
         """
         from smlocal.loadtests.findmax import FindMaxSettings
         from smlocal.loadtests.live import LiveView
