@@ -20,11 +20,10 @@ import errno
 import logging
 import signal
 import socket
-import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import uvicorn
 
@@ -33,6 +32,7 @@ from smlocal.emulator.backend import ContainerBackend
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus, MonitorSettings
 from smlocal.emulator.errors import ConfigError, EndpointFailedError
 from smlocal.emulator.http_guard import HttpLimits, guarded_protocol
+from smlocal.emulator.log_files import LogFiles
 from smlocal.emulator.metrics import EndpointMetrics
 from smlocal.emulator.runtime_api import create_app
 from smlocal.emulator.spec import EndpointSpec
@@ -111,19 +111,20 @@ class QuietServer(uvicorn.Server):
 
 
 class _LogFile:
+    """The endpoint's container log file (written in batches, off the pumps' threads'
+    syscalls), each line also forwarded to the run's :class:`EventSink`."""
+
     def __init__(self, path: Path, forward: EventSink) -> None:
-        self._file: IO[str] = path.open("a", buffering=1, encoding="utf-8")
+        self._file: LogFiles[Path] = LogFiles(lambda p: p.open("a", encoding="utf-8"))
+        self._path = path
         self._forward = forward
-        self._lock = threading.Lock()
 
     def __call__(self, source: str, line: str) -> None:
-        with self._lock:
-            self._file.write(f"{source} | {line}\n")
+        self._file.append(self._path, f"{source} | {line}\n")
         self._forward.container_log(source, line)
 
     def close(self) -> None:
-        with self._lock:
-            self._file.close()
+        self._file.close()
 
 
 @contextlib.contextmanager

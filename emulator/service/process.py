@@ -25,7 +25,6 @@ import os
 import socket
 import sqlite3
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from smlocal.emulator.backend import LABEL_SESSION, ContainerBackend, ContainerI
 from smlocal.emulator.endpoint import LogSink, MonitorSettings
 from smlocal.emulator.errors import ConfigError
 from smlocal.emulator.http_guard import HttpLimits, guarded_protocol, raise_open_files_limit
+from smlocal.emulator.log_files import LogFiles
 from smlocal.emulator.runtime_api import RuntimeApi
 from smlocal.emulator.server import QuietServer, bind_socket, fast_loop_factory
 from smlocal.emulator.service.async_inference import AsyncInference
@@ -150,21 +150,21 @@ class ServiceApp:
 
 
 class _EndpointLogs:
-    """Container output per endpoint, appended to ``$SMLOCAL_HOME/logs/NAME.log``."""
+    """Container output per endpoint, appended to ``$SMLOCAL_HOME/logs/NAME.log`` in
+    batches (:class:`~smlocal.emulator.log_files.LogFiles`): a line per request costs the
+    pump a buffered write, not a syscall."""
 
     def __init__(self, state: StateDir) -> None:
         self.state = state
-        self._files: dict[str, IO[str]] = {}
-        self._lock = threading.Lock()
+        self._files: LogFiles[str] = LogFiles(
+            lambda name: self.state.log_file(name).open("a", encoding="utf-8")
+        )
 
     def sink(self, name: str) -> LogSink:
+        append = self._files.append
+
         def write(source: str, line: str) -> None:
-            with self._lock:
-                handle = self._files.get(name)
-                if handle is None:
-                    handle = self.state.log_file(name).open("a", buffering=1, encoding="utf-8")
-                    self._files[name] = handle
-                handle.write(f"{source} | {line}\n")
+            append(name, f"{source} | {line}\n")
 
         return write
 
@@ -176,10 +176,7 @@ class _EndpointLogs:
             return None
 
     def close(self) -> None:
-        with self._lock:
-            for handle in self._files.values():
-                handle.close()
-            self._files.clear()
+        self._files.close()
 
 
 def _survey(backend: ContainerBackend, service_id: str) -> list[ContainerInfo]:
