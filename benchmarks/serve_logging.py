@@ -195,8 +195,8 @@ def main() -> None:
         per = {mode: used / total * 1e6 for mode, used in cpu.items()}
         print(f"  serving process CPU per request, logging: {per['logging']:7.0f} µs")
         print(f"  serving process CPU per request, quiet:   {per['quiet']:7.0f} µs")
-        extra = per["logging"] - per["quiet"]
-        print(f"  logging costs {extra:+.0f} µs per request; ratio {per['logging'] / per['quiet']:.3f}")
+        extra, ratio = per["logging"] - per["quiet"], per["logging"] / per["quiet"]
+        print(f"  logging costs {extra:+.0f} µs per request; ratio {ratio:.3f}")
         print(f"  access-log lines shown: {shown} of {total} requests")
         print(f"  last line of a round shown at most {worst_lag:.2f} s after its last request")
     finally:
