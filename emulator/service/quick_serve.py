@@ -6,7 +6,8 @@ this process for a foreground serve (it ends with the serve). :func:`serve_attac
 an endpoint on it, reports status changes, streams the endpoint's container log until Ctrl-C
 (or the endpoint is deleted elsewhere), and then deletes what it made. :class:`LogTail`
 follows the log file the service appends each endpoint's container output to; ``smlocal logs
---follow`` uses it too.
+--follow`` uses it too. Lines are handed on a batch per 0.1 s poll (to
+:class:`BatchedServeEvents` as one list), so showing them costs per poll, not per line.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 import botocore.exceptions
 
 from smlocal.emulator.errors import ConfigError
+from smlocal.emulator.log_files import FLUSH_AFTER_S
 from smlocal.emulator.service.client import (
     delete_serve_resources,
     deploy,
@@ -43,6 +45,7 @@ _GONE = (
 )
 
 __all__ = [
+    "BatchedServeEvents",
     "LogTail",
     "ServeOutcome",
     "ServiceAt",
@@ -175,25 +178,50 @@ class LogTail:
         *lines, self._partial = (self._partial + data).split(b"\n")
         return [line.decode("utf-8", errors="replace") for line in lines]
 
-    def follow(self, emit: Callable[[str], None], keep_going: Callable[[], bool]) -> None:
-        """Emit new lines until ``keep_going()`` (asked every half second) says no."""
+    def follow(self, emit: Callable[[list[str]], None], keep_going: Callable[[], bool]) -> None:
+        """Emit new lines, a batch per poll, until ``keep_going()`` (asked every half
+        second) says no."""
         checked = time.monotonic()
         while True:
-            for line in self.read():
-                emit(line)
+            if lines := self.read():
+                emit(lines)
             if time.monotonic() - checked >= _CHECK_EVERY_S:
                 checked = time.monotonic()
                 if not keep_going():
-                    for line in self.read():
-                        emit(line)
+                    _settle()
+                    if lines := self.read():
+                        emit(lines)
                     return
             time.sleep(_POLL_S)
+
+
+def _settle() -> None:
+    """Let the service write out what it still buffers (its log files flush in batches),
+    so a last read gets the container's last lines."""
+    time.sleep(2 * FLUSH_AFTER_S)
 
 
 class ServeEvents(Protocol):
     def status(self, endpoint: str, status: str, detail: str) -> None: ...
 
     def container_log(self, line: str) -> None: ...
+
+
+class BatchedServeEvents(ServeEvents, Protocol):
+    """Events that take the lines of a poll at once (one terminal write for all of them)."""
+
+    def container_logs(self, lines: list[str]) -> None: ...
+
+
+def _show(events: ServeEvents, lines: list[str]) -> None:
+    if not lines:
+        return
+    batched: Callable[[list[str]], None] | None = getattr(events, "container_logs", None)
+    if batched is not None:
+        batched(lines)
+        return
+    for line in lines:
+        events.container_log(line)
 
 
 @dataclass(frozen=True)
@@ -230,17 +258,23 @@ def serve_attached(
         delete_serve_resources(client, spec.name, made.config["EndpointConfigName"])
     except _GONE:
         return ServeOutcome("ServiceGone")
-    for line in tail.read():
-        events.container_log(line)
+    _settle()
+    _show(events, tail.read())
     return outcome
 
 
 def _follow(client: object, spec: EndpointSpec, events: ServeEvents, tail: LogTail) -> ServeOutcome:
+    """Show the log every poll; ask the service for the status every poll until InService,
+    then every half second (each DescribeEndpoint costs the service more than a poll)."""
     seen = ""
+    described = 0.0
     try:
         while True:
-            for line in tail.read():
-                events.container_log(line)
+            _show(events, tail.read())
+            if seen == "InService" and time.monotonic() - described < _CHECK_EVERY_S:
+                time.sleep(_POLL_S)
+                continue
+            described = time.monotonic()
             answer = describe_or_none(client, spec.name)
             if answer is None:
                 return ServeOutcome("Deleted")
@@ -250,7 +284,7 @@ def _follow(client: object, spec: EndpointSpec, events: ServeEvents, tail: LogTa
                 seen = status
             if status == "Failed":
                 return ServeOutcome("Failed", str(answer.get("FailureReason", "")))
-            time.sleep(_POLL_S if status != "InService" else _CHECK_EVERY_S)
+            time.sleep(_POLL_S)
     except KeyboardInterrupt:
         return ServeOutcome("Stopped" if seen == "InService" else "Interrupted")
     except _GONE:

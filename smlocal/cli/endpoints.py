@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from smlocal.cli.output import ExitCode, err, fail, out, reported, talking_to
+from smlocal.cli.output import ExitCode, err, fail, out, print_log_lines, reported, talking_to
 
 if TYPE_CHECKING:
     pass
@@ -335,7 +335,7 @@ def logs(
 
     with reported():
         LogTail(path, offset=path.stat().st_size).follow(
-            lambda line: out.print(escape(line), soft_wrap=True), still_there
+            lambda lines: print_log_lines(lines, dim_sources=False), still_there
         )
     err.print(f"[dim]{escape(name)}: no longer on the service[/]")
 

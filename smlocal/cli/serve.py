@@ -45,23 +45,6 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-class _ConsoleSink:
-    """Prints container logs and status changes for a foreground ``serve``."""
-
-    def __init__(self, show_logs: bool) -> None:
-        self.show_logs = show_logs
-
-    def container_log(self, line: str) -> None:
-        if self.show_logs:
-            source, bar, text = line.partition(" | ")
-            shown = f"[dim]{escape(source)} |[/] {escape(text)}" if bar else escape(line)
-            out.print(shown, soft_wrap=True)
-
-    def status(self, endpoint: str, status: str, detail: str) -> None:
-        colour = {"InService": "green", "Failed": "red"}.get(status, "yellow")
-        err.print(f"[bold]{escape(endpoint)}[/]: [{colour}]{status}[/] [dim]{escape(detail)}[/]")
-
-
 def _build_spec(
     *,
     image: str,
@@ -312,43 +295,10 @@ def _warn_placement(spec: EndpointSpec) -> None:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
-def _service_notes(url: str, how: str, settings: ServiceSettings) -> None:
-    from smlocal.emulator.service.quick_serve import ServiceSettings
-
-    if how == "running":
-        default = ServiceSettings()
-        ignored = [
-            flag
-            for flag, given, usual in (
-                ("--host", settings.host, default.host),
-                ("--ping-interval", settings.ping_interval_s, default.ping_interval_s),
-                ("--invocation-timeout", settings.invocation_timeout_s, 60.0),
-            )
-            if given != usual
-        ]
-        if settings.port not in (0, default.port) and not url.endswith(f":{settings.port}"):
-            ignored.insert(0, "--port")
-        err.print(f"[dim]on the running smlocal service at {url}[/]")
-        if ignored:
-            err.print(
-                f"[yellow]{', '.join(ignored)}: ignored, the running service keeps its own "
-                "settings (`smlocal server stop`, then serve again, to change them)[/]"
-            )
-    elif how == "here":
-        err.print(
-            f"[dim]smlocal service at {url} (in this process; it stops with this serve). "
-            f"Runtime API: {url}/endpoints/NAME/invocations[/]"
-        )
-    elif how == "detached":
-        err.print(
-            f"[dim]started the smlocal service at {url} in the background "
-            "(`smlocal server stop` stops it)[/]"
-        )
-
-
 def _serve_attached(spec: EndpointSpec, settings: ServiceSettings, *, show_logs: bool) -> None:
     import signal
 
+    from smlocal.cli.serve_console import ConsoleSink, service_notes
     from smlocal.emulator.service.quick_serve import serve_attached, service_for
     from smlocal.emulator.state import StateDir
 
@@ -360,9 +310,9 @@ def _serve_attached(spec: EndpointSpec, settings: ServiceSettings, *, show_logs:
     signal.signal(signal.SIGHUP, signal.default_int_handler)
     state = StateDir()
     with service_for(state, settings, detach=False) as at:
-        _service_notes(at.url, at.how, settings)
+        service_notes(at.url, at.how, settings)
         with talking_to(at.url):
-            outcome = serve_attached(at.url, spec, _ConsoleSink(show_logs), state)
+            outcome = serve_attached(at.url, spec, ConsoleSink(show_logs), state)
     if outcome.status == "Failed":
         fail(f"endpoint {spec.name} failed: {outcome.failure_reason}")
     if outcome.status == "ServiceGone":
@@ -491,6 +441,7 @@ def _serve_spec(
 
 
 def _serve_detached(spec: EndpointSpec, settings: ServiceSettings) -> None:
+    from smlocal.cli.serve_console import ConsoleSink, service_notes
     from smlocal.emulator.service.client import (
         deploy,
         sagemaker_client,
@@ -500,9 +451,9 @@ def _serve_detached(spec: EndpointSpec, settings: ServiceSettings) -> None:
     from smlocal.emulator.service.quick_serve import service_for
     from smlocal.emulator.state import StateDir
 
-    sink = _ConsoleSink(show_logs=False)
+    sink = ConsoleSink(show_logs=False)
     with service_for(StateDir(), settings, detach=True) as at, talking_to(at.url):
-        _service_notes(at.url, at.how, settings)
+        service_notes(at.url, at.how, settings)
         client = sagemaker_client(at.url)
         deploy(client, spec)
         try:
