@@ -79,6 +79,7 @@ class FastCycle:
         flow: Any,  # uvicorn's FlowControl
         keep_alive: bool,
         on_response: Callable[[], None],
+        default_headers: list[tuple[bytes, bytes]],
     ) -> None:
         self.server = server
         self.name = name
@@ -87,6 +88,8 @@ class FastCycle:
         self.flow = flow
         self.keep_alive = keep_alive
         self.on_response = on_response
+        # uvicorn's server-wide headers (date, server), refreshed by it every second.
+        self.default_headers = default_headers
         # uvicorn's protocol reads and writes these (its RequestResponseCycle's names).
         self.body = bytearray()
         self.more_body = True
@@ -109,10 +112,15 @@ class FastCycle:
                     "InternalFailure", f"smlocal failed on request {request_id}; see its log."
                 )
                 answer = InvokeAnswer(error.status, error.headers(request_id), error.body())
-            if answer is None or self.disconnected:
+            if answer is None:
                 return
-            self._write(answer)
-            answer.sent()
+            if self.flow.write_paused and not self.disconnected:
+                # The client is not reading its answers: wait, as uvicorn's cycle does,
+                # rather than take (and buffer) every pipelined request behind it.
+                await self.flow.drain()
+            if not self.disconnected:
+                self._write(answer)
+            answer.sent()  # captured even if the client left meanwhile, as on the ASGI route
         finally:
             self.on_response = lambda: None
 
@@ -135,6 +143,8 @@ class FastCycle:
 
     def _write(self, answer: InvokeAnswer) -> None:
         parts = [STATUS_LINE[answer.status]]  # uvicorn's own status lines
+        for raw_name, raw_value in self.default_headers:
+            parts += (raw_name, b": ", raw_value, b"\r\n")
         for name, value in answer.headers.items():
             parts.append(f"{name}: {value}\r\n".encode("latin-1"))
         parts.append(b"content-length: %d\r\n" % len(answer.body))

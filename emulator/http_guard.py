@@ -252,6 +252,7 @@ class _GuardedProtocol(HttpToolsProtocol):
             flow=self.flow,
             keep_alive=parser.should_keep_alive(),
             on_response=self.on_response_complete,
+            default_headers=self.server_state.default_headers,
         )
         existing, self.cycle = self.cycle, cycle  # type: ignore[assignment]
         if existing is None or existing.response_complete:

@@ -20,12 +20,11 @@ What it guarantees the caller (:mod:`~smlocal.emulator.invocation`):
 - streamed, each wait for data bounded by ``timeout_s``, so a long stream that keeps
   producing is never cut off.
 
-A connection the pool reused after it sat idle for :data:`RACE_IDLE_S` or more, and that the
-container closed before sending a byte of the answer, lost the keep-alive race (the
-container's idle timeout fired as the request went out): that one request is retried once
-on a new connection. A connection used more recently that dies that way is a container that
-closed on the request itself (a worker that crashed on it), and is not retried: a POST must
-not reach a model twice.
+A connection is reused only while it has been idle less than :data:`IDLE_REUSE_S`, shorter
+than containers' keep-alive timeouts, so the container has not closed it meanwhile; an older
+one is closed and a new one made. Nothing is ever sent twice: a connection that closes before
+answering is the container's doing (a crashed worker, say), and a POST must not reach a model
+twice. At most :data:`MAX_IDLE` idle connections are kept per container.
 """
 
 from __future__ import annotations
@@ -82,8 +81,11 @@ def _request_head(
 
 
 # Containers' keep-alive timeouts are seconds (gunicorn's default is 2 s, nginx's 75 s): a
-# connection idle for less than this was not closed by one.
-RACE_IDLE_S = 1.0
+# connection idle for less than this has not been closed by one. Under load connections are
+# reused within milliseconds; a request after a pause pays one connect (~0.1 ms here).
+IDLE_REUSE_S = 1.0
+# Idle connections kept per container beyond a burst (each may pin a worker of its server).
+MAX_IDLE = 32
 
 
 class UpstreamStream:
@@ -216,46 +218,49 @@ class UpstreamPool:
 
         timer = loop.call_later(timeout_s, time_out)
         try:
-            for attempt in (1, 2):
-                current, raced = self._take()
-                if current is None:
-                    current = await self._connect(loop, connect_timeout_s)
-                    raced = False
-                if timed_out:
-                    raise UpstreamTimeout()
-                self._busy.add(current)
-                try:
-                    answer = await current.exchange(parts, max_body, stream=stream)
-                except ConnectionBroken:
-                    self._busy.discard(current)
-                    if raced and attempt == 1 and current.received_nothing and not timed_out:
-                        continue  # the keep-alive race (module docstring): once more, anew
-                    raise
-                except BaseException:
-                    self._busy.discard(current)
-                    current.abort()  # cancelled or timed out mid-request: never reused
-                    raise
-                return answer, current
-            raise AssertionError("unreachable")  # pragma: no cover
+            current = self._take()
+            if current is None:
+                current = await self._connect(loop, connect_timeout_s)
+            if timed_out:
+                current.abort()
+                raise UpstreamTimeout()
+            self._busy.add(current)
+            try:
+                answer = await current.exchange(parts, max_body, stream=stream)
+            except BaseException:
+                self._busy.discard(current)
+                current.abort()  # broken, cancelled or timed out mid-request: never reused
+                raise
+            return answer, current
         finally:
             timer.cancel()
 
     def _give_back(self, connection: ContainerConnection) -> None:
         self._busy.discard(connection)
-        if connection.reusable and not self._closed:
+        if connection.reusable and not self._closed and len(self._idle) < MAX_IDLE:
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:
             connection.abort()
 
-    def _take(self) -> tuple[ContainerConnection | None, bool]:
-        """An idle connection (None: make one), and whether it sat idle long enough that a
-        close before any answer byte is the keep-alive race (module docstring)."""
+    def _take(self) -> ContainerConnection | None:
+        """The most recently used idle connection still fresh (module docstring), or None;
+        stale ones are closed on the way."""
+        now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
-            if not connection.closed:
-                return connection, time.monotonic() - connection.idle_since >= RACE_IDLE_S
-        return None, False
+            if connection.closed:
+                continue
+            if now - connection.idle_since < IDLE_REUSE_S:
+                self._drop_stale(now)
+                return connection
+            connection.abort()
+        return None
+
+    def _drop_stale(self, now: float) -> None:
+        # The list is in the order connections came back: the stale ones are at its start.
+        while self._idle and now - self._idle[0].idle_since >= IDLE_REUSE_S:
+            self._idle.pop(0).abort()
 
     async def _connect(
         self, loop: asyncio.AbstractEventLoop, timeout_s: float

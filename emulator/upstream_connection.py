@@ -194,10 +194,6 @@ class ContainerConnection(asyncio.Protocol):
         )
 
     @property
-    def received_nothing(self) -> bool:
-        return not self._received
-
-    @property
     def reusable(self) -> bool:
         return self._complete and self._keep_alive and not self.closed
 

@@ -217,3 +217,15 @@ def test_the_origin_guard_still_refuses_a_web_page(
         ((status, headers, _),) = _read_answers(sock, 1)
     assert status == 403 and headers["x-amzn-errortype"] == "AccessDeniedException"
     assert b"page" not in _requests_seen(backend)
+
+
+def test_fast_answers_carry_the_server_wide_headers_the_asgi_ones_do(
+    service: tuple[FakeBackend, Any, tuple[str, int]],
+) -> None:
+    _, _, address = service
+    with socket.create_connection(address) as sock:
+        sock.sendall(_request(b"a") + _request(b"b", path=PATH + "?asgi=1"))
+        fast, general = _read_answers(sock, 2)
+    assert fast[0] == general[0] == 200  # a query string takes the ASGI path
+    assert "date" in fast[1] and "date" in general[1]
+    assert fast[1].get("server") == general[1].get("server")

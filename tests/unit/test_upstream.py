@@ -206,10 +206,10 @@ def _closing_on_the_second_request(counter: list[int]) -> Handler:
     return handler
 
 
-def test_the_keep_alive_race_is_retried_once_on_a_new_connection(
+def test_a_connection_idle_too_long_is_not_reused_so_no_keep_alive_race(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(upstream, "RACE_IDLE_S", 0.0)  # every reused connection sat "long"
+    monkeypatch.setattr(upstream, "IDLE_REUSE_S", 0.0)  # every idle connection is "stale"
     connections: list[int] = []
 
     async def run(pool: UpstreamPool) -> None:
@@ -225,7 +225,7 @@ def test_a_busy_connection_closed_on_a_request_is_not_retried(
 ) -> None:
     # Used a moment ago: no keep-alive timeout closed it; the container closed on the request
     # (a crashed worker), and sending it again would run the model twice.
-    monkeypatch.setattr(upstream, "RACE_IDLE_S", 60.0)
+    monkeypatch.setattr(upstream, "IDLE_REUSE_S", 60.0)
     connections: list[int] = []
 
     async def run(pool: UpstreamPool) -> None:
