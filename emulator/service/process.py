@@ -292,18 +292,27 @@ async def run_service(
             on_ready(url)
         await stop.wait()
     finally:
-        await asynchronous.close()
-        await transforms.close()
-        await hosting.close()
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await server_task
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            if json.loads(record_path.read_text()).get("pid") == os.getpid():
-                record_path.unlink()
-        store.close()
-        logs.close()
-        lock.close()
+        try:
+            await asynchronous.close()
+            await transforms.close()
+            await hosting.close()
+        finally:
+            # Whatever a step above raised, the port, the record and the lock are let go:
+            # else a restart in this process finds the service "already running".
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await server_task
+            _let_go(record_path, store, logs, lock)
+
+
+def _let_go(record_path: Path, store: Store, logs: _EndpointLogs, lock: IO[str]) -> None:
+    """The service's record, state database, log files and lock, released."""
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        if json.loads(record_path.read_text()).get("pid") == os.getpid():
+            record_path.unlink()
+    store.close()
+    logs.close()
+    lock.close()
 
 
 def main(
