@@ -114,6 +114,24 @@ def _status_error(endpoint: str, instance: Instance, status: int, payload: bytes
 CONNECT_TIMEOUT_S = 1.0
 
 
+def _no_answer(
+    endpoint: Endpoint, instance: Instance, error: Exception, started: float
+) -> AwsError:
+    """No answer came (a timeout, or no connection: the instance leaves the rotation unless
+    it is the last); recorded in the variant's metrics, as the client's ModelError."""
+    elapsed_us = int((time.perf_counter() - started) * 1e6)
+    endpoint.metrics.variant(instance.variant).record(
+        status=None, model_us=elapsed_us, total_us=elapsed_us
+    )
+    name = endpoint.spec.name
+    if isinstance(error, UpstreamTimeout):
+        return _timeout_error(name, instance, endpoint.spec.invocation_timeout_s)
+    endpoint.eject(
+        instance, f"a connection to it failed ({error.__class__.__name__})", unless_last=True
+    )
+    return _connection_error(name, instance, error)
+
+
 async def invoke(
     endpoint: Endpoint,
     body: bytes,
@@ -148,14 +166,7 @@ async def invoke(
             max_body=max_bytes,
         )
     except (UpstreamTimeout, ConnectionError) as error:
-        elapsed_us = int((time.perf_counter() - started) * 1e6)
-        metrics.record(status=None, model_us=elapsed_us, total_us=elapsed_us)
-        if isinstance(error, UpstreamTimeout):
-            raise _timeout_error(name, instance, timeout_s) from None
-        endpoint.eject(
-            instance, f"a connection to it failed ({error.__class__.__name__})", unless_last=True
-        )
-        raise _connection_error(name, instance, error) from None
+        raise _no_answer(endpoint, instance, error, started) from None
     model_done = time.perf_counter()
     status, payload, answered = answer.status, answer.body, answer.headers
     content_type = answered.get("Content-Type", "application/octet-stream")
@@ -235,14 +246,7 @@ async def open_stream(
             connect_timeout_s=CONNECT_TIMEOUT_S,
         )  # fmt: skip
     except (UpstreamTimeout, ConnectionError) as error:
-        elapsed_us = int((time.perf_counter() - started) * 1e6)
-        metrics.record(status=None, model_us=elapsed_us, total_us=elapsed_us)
-        if isinstance(error, UpstreamTimeout):
-            raise _timeout_error(name, instance, timeout_s) from None
-        endpoint.eject(
-            instance, f"a connection to it failed ({error.__class__.__name__})", unless_last=True
-        )
-        raise _connection_error(name, instance, error) from None
+        raise _no_answer(endpoint, instance, error, started) from None
     status: int | None = answer.status
     try:
         if answer.status >= 300:
