@@ -31,8 +31,13 @@ from urllib.parse import unquote
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from smlocal.emulator.aws_errors import AwsError, validation_error
-from smlocal.emulator.runtime_api import BodyReader, ClientDisconnected, InvokeAnswer
+from smlocal.emulator.aws_errors import AwsError
+from smlocal.emulator.runtime_api import (
+    BodyReader,
+    ClientDisconnected,
+    InvokeAnswer,
+    oversize_body,
+)
 
 __all__ = ["FastCycle", "FastInvoke", "fast_route"]
 
@@ -125,7 +130,7 @@ class FastCycle:
             self.on_response = lambda: None
 
     async def _read(self, limit: int, request_id: str) -> bytes:
-        oversize = validation_error(f"Request {request_id} has oversize body.")
+        oversize = oversize_body(request_id)
         for name, value in self.raw_headers:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 raise oversize

@@ -50,6 +50,7 @@ __all__ = [
     "InvokeAnswer",
     "RuntimeApi",
     "create_app",
+    "oversize_body",
     "read_body",
 ]
 
@@ -86,13 +87,18 @@ class ClientDisconnected(Exception):
     with the part that came (a truncated body is never forwarded), and nobody to answer."""
 
 
+def oversize_body(request_id: str) -> AwsError:
+    """The ValidationError for a body over the operation's limit (AWS's text)."""
+    return validation_error(f"Request {request_id} has oversize body.")
+
+
 async def read_body(
     receive: Receive, headers: Mapping[str, str], limit: int, request_id: str
 ) -> bytes:
     """The request body, at most ``limit`` bytes (ValidationError "oversize body" beyond,
     before any of it is read when Content-Length says so); ClientDisconnected if it is cut off."""
     declared = headers.get("content-length")
-    oversize = validation_error(f"Request {request_id} has oversize body.")
+    oversize = oversize_body(request_id)
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise oversize
     chunks: list[bytes] = []
