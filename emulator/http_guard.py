@@ -237,16 +237,18 @@ class _GuardedProtocol(HttpToolsProtocol):
         False leaves the request to uvicorn's ASGI cycle."""
         assert self.fast is not None
         parser = self.parser
-        name = fast_route(
+        found = fast_route(
             parser.get_method(), self.url, parser.get_http_version(), self.expect_100_continue
         )
-        if name is None or parser.should_upgrade():
+        if found is None or parser.should_upgrade():
             return False
+        name, stream = found
         if not self.fast.takes(self.server, self.headers, name):
             return False
         cycle = FastCycle(
             server=self.fast,
             name=name,
+            stream=stream,
             headers=self.headers,
             transport=self.transport,
             flow=self.flow,

@@ -17,13 +17,11 @@ a container; every refusal is an AWS-shaped error from :mod:`emulator.aws_errors
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -34,21 +32,29 @@ from starlette.routing import Route
 from smlocal.emulator.answer_headers import answer_header_rules
 from smlocal.emulator.aws_errors import ACCOUNT_ID, AwsError, load_error_table, validation_error
 from smlocal.emulator.endpoint import Endpoint, EndpointStatus
-from smlocal.emulator.eventstream import exception_message, payload_part
 from smlocal.emulator.feature_headers import check_feature_headers
-from smlocal.emulator.invocation import CUSTOM_ATTRIBUTES, StreamInterrupted, invoke, open_stream
+from smlocal.emulator.invocation import CUSTOM_ATTRIBUTES, invoke
+from smlocal.emulator.invoke_answer import (
+    TARGET_VARIANT,
+    BodyReader,
+    ClientDisconnected,
+    InvokeAnswer,
+    oversize_body,
+)
 from smlocal.emulator.multi_model import TARGET_MODEL, MultiModelEndpoint, check_target_model
 from smlocal.emulator.request_rules import invoke_rules
 from smlocal.emulator.runtime_routes import endpoint_operations, route
 from smlocal.emulator.serverless import ServerlessEndpoint
 from smlocal.emulator.serverless_config import MAX_PAYLOAD_BYTES as SERVERLESS_MAX_BYTES
 from smlocal.emulator.shortcuts import first_in_service, ping_answer
+from smlocal.emulator.stream_answer import StreamSink, answer_stream
 
 __all__ = [
     "BodyReader",
     "ClientDisconnected",
     "InvokeAnswer",
     "RuntimeApi",
+    "StreamSink",
     "create_app",
     "oversize_body",
     "read_body",
@@ -56,40 +62,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TARGET_VARIANT = "x-amzn-sagemaker-target-variant"
-# Headers the runtime API understands but does not pass to the container.
-_NOT_FORWARDED = {TARGET_VARIANT}
-
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-BodyReader = Callable[[int, str], Awaitable[bytes]]
-
-
-@dataclass(frozen=True)
-class InvokeAnswer:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    # What runs once the answer is on its way (data capture's offer).
-    after: Callable[[], None] | None = None
-
-    def sent(self) -> None:
-        if self.after is not None:
-            self.after()
-
-
-class ClientDisconnected(Exception):
-    """The client went away before its request body was complete: nothing is to be done
-    with the part that came (a truncated body is never forwarded), and nobody to answer."""
-
-
-def oversize_body(request_id: str) -> AwsError:
-    """The ValidationError for a body over the operation's limit (AWS's text)."""
-    return validation_error(f"Request {request_id} has oversize body.")
 
 
 async def read_body(
@@ -122,6 +98,23 @@ async def _send(send: Send, status: int, headers: Mapping[str, str], body: bytes
     raw.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+class _AsgiStreamSink:
+    """A stream's answer as ASGI messages (uvicorn frames them chunked)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+
+    async def start(self, headers: Mapping[str, str]) -> None:
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await self.send({"type": "http.response.start", "status": 200, "headers": raw})
+
+    async def part(self, data: bytes) -> None:
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self) -> None:
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class RuntimeApi:
@@ -257,52 +250,23 @@ class RuntimeApi:
 
     async def invoke_stream(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         """InvokeEndpointWithResponseStream: container chunks out as PayloadPart events."""
-        request_id = str(uuid.uuid4())
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            forwarded = self.stream_rules.forwarded_headers(headers, endpoint_name=name)
-            endpoint = self.lookup(name)
-            check_feature_headers(endpoint.spec.name, forwarded)
-            target = forwarded.pop(TARGET_VARIANT, None)
-            check_target_model(endpoint, None, request_id)  # no TargetModel in this operation
-            serverless = isinstance(endpoint, ServerlessEndpoint)
-            limit = SERVERLESS_MAX_BYTES if serverless else self.stream_rules.max_body_bytes
-            body = await read_body(receive, headers, limit, request_id)
-            async with contextlib.AsyncExitStack() as held:
-                if isinstance(endpoint, ServerlessEndpoint):  # a container of its own
-                    await held.enter_async_context(endpoint.reserve(target))
-                answer = await held.enter_async_context(
-                    open_stream(endpoint, body, forwarded, target_variant=target)
-                )
-                start_headers = {
-                    "content-type": "application/vnd.amazon.eventstream",
-                    "x-amzn-sagemaker-content-type": answer.content_type,
-                    "x-amzn-invoked-production-variant": answer.variant,
-                    CUSTOM_ATTRIBUTES: answer.custom_attributes,
-                    "x-amzn-requestid": request_id,
-                }
-                raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in start_headers.items()]
-                await send({"type": "http.response.start", "status": 200, "headers": raw})
-                kept = endpoint.capture and endpoint.capture.stream(
-                    answer.variant, headers, body, answer.content_type
-                )
-                try:
-                    async for chunk in answer.chunks:
-                        if kept:
-                            kept.add(chunk)
-                        event = payload_part(chunk)
-                        await send({"type": "http.response.body", "body": event, "more_body": True})
-                except StreamInterrupted as broken:
-                    kept = None
-                    failure = exception_message("ModelStreamError", str(broken), broken.error_code)
-                    await send({"type": "http.response.body", "body": failure, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                if kept:
-                    kept.finish()
-        except AwsError as error:
-            await _send(send, error.status, error.headers(request_id), error.body())
-        except ClientDisconnected:
-            log.info("request %s: the client left mid-body; not forwarded", request_id)
+
+        async def body(limit: int, request_id: str) -> bytes:
+            return await read_body(receive, headers, limit, request_id)
+
+        answer = await self.answer_stream(name, headers, body, _AsgiStreamSink(send))
+        if answer is not None:
+            await _send(send, answer.status, answer.headers, answer.body)
+
+    async def answer_stream(
+        self, name: str, headers: Mapping[str, str], read: BodyReader, sink: StreamSink
+    ) -> InvokeAnswer | None:
+        """InvokeEndpointWithResponseStream's answer, whatever carries it
+        (:func:`~smlocal.emulator.stream_answer.answer_stream`)."""
+        return await answer_stream(
+            name, headers, read, sink, rules=self.stream_rules, lookup=self.lookup
+        )
 
     def not_async(self, name: str) -> AwsError:
         """InvokeEndpointAsync here (the service's async routes take the async endpoints)."""

@@ -4,7 +4,8 @@ The service answers some InvokeEndpoint requests before the runtime API sees the
 origin guard refuses what a web page sent (:mod:`~smlocal.emulator.service.origin_guard`),
 and an async endpoint refuses InvokeEndpoint (:mod:`~smlocal.emulator.service.async_routes`).
 Those requests take the ASGI path, where that code answers them as it always has; every other
-one is answered by :meth:`RuntimeApi.answer_invoke` through :mod:`~smlocal.emulator.fast_path`.
+one is answered by :meth:`RuntimeApi.answer_invoke` (or ``answer_stream``) through
+:mod:`~smlocal.emulator.fast_path`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from smlocal.emulator.runtime_api import BodyReader, InvokeAnswer, RuntimeApi
+from smlocal.emulator.runtime_api import BodyReader, InvokeAnswer, RuntimeApi, StreamSink
 from smlocal.emulator.service.origin_guard import refusal
 
 if TYPE_CHECKING:
@@ -36,3 +37,8 @@ class ServiceFastPath:
         self, name: str, headers: Mapping[str, str], read: BodyReader
     ) -> InvokeAnswer | None:
         return await self.runtime.answer_invoke(name, headers, read)
+
+    async def answer_stream(
+        self, name: str, headers: Mapping[str, str], read: BodyReader, sink: StreamSink
+    ) -> InvokeAnswer | None:
+        return await self.runtime.answer_stream(name, headers, read, sink)
