@@ -138,6 +138,7 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._parsed_header_bytes = 0
         self._received = False
         self._last_body = 0.0
+        self._begun = 0.0
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._over_limit = len(self.connections) > self.max_connections
@@ -160,11 +161,9 @@ class _GuardedProtocol(HttpToolsProtocol):
         if self._phase != _BODY:
             self._header_bytes += len(data)
         super().data_received(data)
-        if (
-            self._phase != _BODY
-            and self._header_bytes > self.limits.max_header_bytes
-            and not self.transport.is_closing()
-        ):
+        if self.transport.is_closing():
+            return
+        if self._phase != _BODY and self._header_bytes > self.limits.max_header_bytes:
             self._refuse(
                 AwsError(
                     "MalformedHttpRequestException",
@@ -172,6 +171,14 @@ class _GuardedProtocol(HttpToolsProtocol):
                     "bytes.",
                 )
             )
+            return
+        # The timers are armed only for a request this read left unfinished: one that came
+        # whole (the usual case on a keep-alive connection) costs no timer at all.
+        if self._phase == _HEADERS and self._header_timer is None:
+            left = self.limits.header_timeout_s - (self.loop.time() - self._begun)
+            self._header_timer = self.loop.call_later(max(left, 0), self._header_timeout)
+        elif self._phase == _BODY and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timeout)
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(
@@ -186,10 +193,7 @@ class _GuardedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._phase = _HEADERS
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(
-                self.limits.header_timeout_s, self._header_timeout
-            )
+        self._begun = self.loop.time()  # the header timeout runs from here (see data_received)
 
     def on_url(self, url: bytes) -> None:
         self._parsed_header_bytes += len(url)
@@ -210,7 +214,6 @@ class _GuardedProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
         self._last_body = self.loop.time()
-        self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timeout)
         refusal: ASGIApp | None = None
         if too_large:
             refusal = _answering(

@@ -125,7 +125,10 @@ class EndpointMetrics:
     rejected: int = 0
 
     def variant(self, name: str) -> VariantMetrics:
-        return self.variants.setdefault(name, VariantMetrics())
+        found = self.variants.get(name)
+        if found is None:  # not setdefault: a VariantMetrics is two 40 KB rings to allocate
+            found = self.variants[name] = VariantMetrics()
+        return found
 
     def prometheus(self) -> str:
         lines: list[str] = []

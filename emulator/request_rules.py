@@ -60,6 +60,13 @@ def _problems(
     sensitive: bool,
 ) -> list[str]:
     """Every constraint ``value`` breaks, each in AWS's words."""
+    size = len(value)
+    if (
+        size >= min_length
+        and (max_length is None or size <= max_length)
+        and (pattern is None or pattern.fullmatch(value))
+    ):
+        return []  # the usual case, on every request: no message is built
     shown = "***" if sensitive else value
     where = f"Value '{shown}' at '{member[0].lower() + member[1:]}' failed to satisfy constraint:"
     found = []

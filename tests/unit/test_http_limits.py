@@ -109,6 +109,41 @@ def test_a_body_that_stops_arriving_ends_the_connection_unforwarded(
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
+def _answered_once(sock: socket.socket) -> None:
+    """One whole request answered on ``sock``, which stays open (keep-alive)."""
+    sock.sendall(_request())
+    answer = b""
+    while b"\r\n\r\n{}" not in answer:  # the echo fixture answers the body, "{}"
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed after its first answer"
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_half_a_header_block_on_a_kept_alive_connection_gets_request_timeout(
+    url: str,
+) -> None:
+    # Its timer is armed by the read that left the block unfinished, not at the connect.
+    with _connect(url) as sock:
+        _answered_once(sock)
+        sock.sendall(b"POST /endpoints/ep/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        status, code, payload = _aws_error(_read_all(sock))
+    assert (status, code) == (408, "RequestTimeoutException")
+    assert "did not arrive within 0.5 s" in payload["message"]
+
+
+def test_a_body_that_stops_on_a_kept_alive_connection_ends_it_unforwarded(
+    url: str, backend: FakeBackend
+) -> None:
+    with _connect(url) as sock:
+        _answered_once(sock)
+        sock.sendall(_request(body=b"y" * 100)[:-90])
+        assert _read_all(sock) == b""
+    assert not any(
+        body.startswith(b"y") for c in backend.containers.values() for _, _, body in c.requests
+    )
+
+
 def test_a_header_block_over_the_cap_is_refused(url: str) -> None:
     with _connect(url) as sock:
         sock.sendall(b"POST /endpoints/ep/invocations HTTP/1.1\r\nX-Big: " + b"a" * 9 * 1024)
