@@ -25,6 +25,7 @@ shutdown treat both alike.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -74,6 +75,12 @@ def fast_route(
     InvokeEndpointWithResponseStream; None: the ASGI path."""
     if method != b"POST" or http_version != "1.1" or expect_100:
         return None
+    return _endpoint_of(url)
+
+
+# Cached: a client calls the same few endpoints over and over, and the path is its key.
+@functools.lru_cache(maxsize=1024)
+def _endpoint_of(url: bytes) -> tuple[str, bool] | None:
     if not url.startswith(_PREFIX) or b"?" in url:
         return None
     if url.endswith(_SUFFIX):
@@ -194,20 +201,19 @@ class FastCycle:
         return parts
 
     async def _read(self, limit: int, request_id: str) -> bytes:
-        oversize = oversize_body(request_id)
         for name, value in self.raw_headers:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise oversize
+                raise oversize_body(request_id)
         while self.more_body and not self.disconnected:
             if len(self.body) > limit:
-                raise oversize
+                raise oversize_body(request_id)
             self.flow.resume_reading()
             await self.message_event.wait()
             self.message_event.clear()
         if self.disconnected:
             raise ClientDisconnected(request_id)
         if len(self.body) > limit:
-            raise oversize
+            raise oversize_body(request_id)
         return bytes(self.body)
 
     def _write(self, answer: InvokeAnswer) -> None:

@@ -49,14 +49,24 @@ def _host_of(authority: str) -> str:
 def refusal(scope: Scope) -> str | None:
     """Why this request is refused, or None. Only requests that came in on loopback."""
     server = scope.get("server")
-    if not server or not _is_loopback(str(server[0])):
+    if not server:
         return None
     host = origin = None
     for key, value in scope.get("headers", ()):
         if key == b"host":
-            host = value.decode("latin-1")
+            host = value
         elif key == b"origin":
-            origin = value.decode("latin-1")
+            origin = value
+    return _verdict(str(server[0]), host, origin)
+
+
+# Cached: a client sends the same Host (and no Origin) on every request (issue 15).
+@functools.lru_cache(maxsize=1024)
+def _verdict(server_host: str, raw_host: bytes | None, raw_origin: bytes | None) -> str | None:
+    if not _is_loopback(server_host):
+        return None
+    host = None if raw_host is None else raw_host.decode("latin-1")
+    origin = None if raw_origin is None else raw_origin.decode("latin-1")
     if host is not None and not _is_loopback(_host_of(host)):
         return (
             f"Host {host!r} is not this machine: the local service answers only requests "
